@@ -1,0 +1,72 @@
+//! PUBLISH body (MQTT 3.1.1 section 3.3). The hot path: the payload is a slice
+//! of the read buffer on decode, and encoding writes straight into the
+//! connection's write buffer with one reservation.
+
+use super::codec::{Reader, put_remaining_length, remaining_length_len};
+use super::{DecodeError, Publish, QoS};
+use bytes::{BufMut, BytesMut};
+
+pub(crate) fn decode_publish(flags: u8, r: &mut Reader) -> Result<Publish, DecodeError> {
+    let dup = flags & 0x08 != 0;
+    let qos = QoS::from_bits((flags >> 1) & 0x03).ok_or(DecodeError::Malformed("PUBLISH QoS 3"))?;
+    let retain = flags & 0x01 != 0;
+    if qos == QoS::AtMostOnce && dup {
+        return Err(DecodeError::Malformed("DUP set on a QoS 0 PUBLISH"));
+    }
+    let topic = r.string()?;
+    if topic.is_empty() {
+        return Err(DecodeError::Protocol("empty topic name"));
+    }
+    if topic.bytes().any(|b| b == b'+' || b == b'#') {
+        return Err(DecodeError::Protocol("wildcard in topic name"));
+    }
+    let packet_id = if qos == QoS::AtMostOnce {
+        0
+    } else {
+        r.packet_id()?
+    };
+    Ok(Publish {
+        dup,
+        qos,
+        retain,
+        topic,
+        packet_id,
+        payload: r.rest(),
+    })
+}
+
+/// Appends one PUBLISH to `buf`. `packet_id` is ignored for QoS 0.
+pub fn encode_publish(
+    buf: &mut BytesMut,
+    topic: &str,
+    payload: &[u8],
+    qos: QoS,
+    packet_id: u16,
+    retain: bool,
+    dup: bool,
+) {
+    let id_len = if qos == QoS::AtMostOnce { 0 } else { 2 };
+    let remaining = 2 + topic.len() + id_len + payload.len();
+    buf.reserve(1 + remaining_length_len(remaining) + remaining);
+    let mut byte0 = 0x30 | ((qos as u8) << 1);
+    if retain {
+        byte0 |= 0x01;
+    }
+    if dup && qos != QoS::AtMostOnce {
+        byte0 |= 0x08;
+    }
+    buf.put_u8(byte0);
+    put_remaining_length(buf, remaining);
+    buf.put_u16(topic.len() as u16);
+    buf.put_slice(topic.as_bytes());
+    if id_len != 0 {
+        buf.put_u16(packet_id);
+    }
+    buf.put_slice(payload);
+}
+
+/// Offset of the packet identifier inside an encoded QoS 1/2 PUBLISH whose
+/// topic is `topic_len` bytes and whose remaining length is `remaining`.
+pub fn publish_packet_id_offset(topic_len: usize, remaining: usize) -> usize {
+    1 + remaining_length_len(remaining) + 2 + topic_len
+}
