@@ -9,9 +9,9 @@
 //! - [`transport`]: listeners and connection I/O (TCP).
 //! - [`server`]: starts one runtime per core and stops them on a signal.
 
-//pub mod broker;
-//pub mod config;
+pub mod broker;
+pub mod config;
 pub mod protocol;
-//pub mod server;
+pub mod server;
 pub mod topic;
-//pub mod transport;
+pub mod transport;

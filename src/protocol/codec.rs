@@ -40,7 +40,9 @@ fn parse_fixed_header(buf: &[u8]) -> Result<Option<FixedHeader>, DecodeError> {
         }
         shift += 7;
     }
-    Err(DecodeError::Malformed("remaining length longer than 4 bytes"))
+    Err(DecodeError::Malformed(
+        "remaining length longer than 4 bytes",
+    ))
 }
 
 /// The total length of the first frame in `buf` once its fixed header is
@@ -303,7 +305,9 @@ impl Reader {
         if self.buf.is_empty() {
             Ok(())
         } else {
-            Err(DecodeError::Malformed("unexpected bytes after the packet body"))
+            Err(DecodeError::Malformed(
+                "unexpected bytes after the packet body",
+            ))
         }
     }
 }

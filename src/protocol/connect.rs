@@ -28,13 +28,17 @@ pub(crate) fn decode_connect(r: &mut Reader) -> Result<Connect, DecodeError> {
     let will_qos_bits = (flags >> 3) & 0x03;
     let will_retain = flags & FLAG_WILL_RETAIN != 0;
     if !will_flag && (will_qos_bits != 0 || will_retain) {
-        return Err(DecodeError::Malformed("will QoS or retain set without will flag"));
+        return Err(DecodeError::Malformed(
+            "will QoS or retain set without will flag",
+        ));
     }
     let will_qos = QoS::from_bits(will_qos_bits).ok_or(DecodeError::Malformed("will QoS 3"))?;
     let has_username = flags & FLAG_USERNAME != 0;
     let has_password = flags & FLAG_PASSWORD != 0;
     if has_password && !has_username {
-        return Err(DecodeError::Malformed("password flag without username flag"));
+        return Err(DecodeError::Malformed(
+            "password flag without username flag",
+        ));
     }
     let keep_alive_s = r.u16()?;
     let client_id = r.string()?;
@@ -50,8 +54,16 @@ pub(crate) fn decode_connect(r: &mut Reader) -> Result<Connect, DecodeError> {
     } else {
         None
     };
-    let username = if has_username { Some(r.string()?) } else { None };
-    let password = if has_password { Some(r.binary()?) } else { None };
+    let username = if has_username {
+        Some(r.string()?)
+    } else {
+        None
+    };
+    let password = if has_password {
+        Some(r.binary()?)
+    } else {
+        None
+    };
     Ok(Connect {
         version,
         clean_session: flags & FLAG_CLEAN != 0,

@@ -87,7 +87,10 @@ impl std::fmt::Display for DecodeError {
             DecodeError::Malformed(why) => write!(f, "malformed packet: {why}"),
             DecodeError::Protocol(why) => write!(f, "protocol error: {why}"),
             DecodeError::TooLarge { size, max } => {
-                write!(f, "packet of {size} bytes exceeds maximum packet size {max}")
+                write!(
+                    f,
+                    "packet of {size} bytes exceeds maximum packet size {max}"
+                )
             }
             DecodeError::UnsupportedProtocolLevel(l) => {
                 write!(f, "unsupported protocol level {l}")

@@ -15,8 +15,8 @@ pub(crate) fn decode_subscribe(r: &mut Reader) -> Result<Subscribe, DecodeError>
         if options & 0xfc != 0 {
             return Err(DecodeError::Malformed("SUBSCRIBE reserved option bits"));
         }
-        let qos = QoS::from_bits(options & 0x03)
-            .ok_or(DecodeError::Malformed("SUBSCRIBE QoS 3"))?;
+        let qos =
+            QoS::from_bits(options & 0x03).ok_or(DecodeError::Malformed("SUBSCRIBE QoS 3"))?;
         filters.push(SubscribeFilter { filter, qos });
     }
     if filters.is_empty() {
@@ -53,7 +53,11 @@ pub(crate) fn decode_unsubscribe(r: &mut Reader) -> Result<Unsubscribe, DecodeEr
 }
 
 pub(crate) fn encode_subscribe(s: &Subscribe, buf: &mut BytesMut) {
-    let len = 2 + s.filters.iter().map(|f| 2 + f.filter.len() + 1).sum::<usize>();
+    let len = 2 + s
+        .filters
+        .iter()
+        .map(|f| 2 + f.filter.len() + 1)
+        .sum::<usize>();
     buf.reserve(len + 5);
     buf.put_u8(0x82);
     put_remaining_length(buf, len);

@@ -11,11 +11,11 @@
 //!   first level starts with `$`: `#` and `+/x` do not match `$SYS/x`.
 //! - `a/#` matches `a` itself; `+` matches an empty level (`a/+` matches `a/`).
 
-mod trie;
 mod tree;
+mod trie;
 
-pub use trie::Trie;
 pub use tree::TopicTree;
+pub use trie::Trie;
 
 /// Longest topic or filter in bytes (a UTF-8 string field's limit).
 pub const TOPIC_LEN_MAX_BYTES: usize = 65_535;

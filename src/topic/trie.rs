@@ -31,7 +31,10 @@ impl<T> Default for Node<T> {
 
 impl<T> Node<T> {
     fn is_empty(&self) -> bool {
-        self.children.is_empty() && self.plus.is_none() && self.hash.is_none() && self.value.is_none()
+        self.children.is_empty()
+            && self.plus.is_none()
+            && self.hash.is_none()
+            && self.value.is_none()
     }
 }
 
@@ -177,7 +180,11 @@ fn match_rec<T>(node: &Node<T>, mut levels: std::str::Split<'_, char>, visit: &m
     }
 }
 
-fn remove_rec<T>(node: &mut Node<T>, levels: &[&str], should_remove: impl FnOnce(&T) -> bool) -> bool {
+fn remove_rec<T>(
+    node: &mut Node<T>,
+    levels: &[&str],
+    should_remove: impl FnOnce(&T) -> bool,
+) -> bool {
     let Some((level, rest)) = levels.split_first() else {
         return match &node.value {
             Some(v) if should_remove(v) => {

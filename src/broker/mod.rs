@@ -1,0 +1,130 @@
+//! The broker: everything that decides what happens to a packet.
+//!
+//! - [`shard`]: one per core, owns that core's sessions (a slab), its local
+//!   subscription trie (which also holds the cross-core index: which other
+//!   cores have subscribers for each filter), its replica of the retained
+//!   messages, and its mailboxes. Nothing here is shared between cores.
+//! - [`session`]: one client's state: subscriptions, inflight window, queue.
+//! - [`conn`]: the part of a live connection the shard writes into.
+//! - [`mailbox`]: the lock-free queues between cores.
+//! - `handle_*`: one file per packet family, called by [`shard::Shard::handle`].
+//!
+//! Cross-core rules: a session lives on the home core of its client id
+//! ([`home_core`]); a connection whose CONNECT arrives on another core is
+//! handed to the home core as a raw fd plus the bytes already read. A publish
+//! is routed on the core that received it: local subscribers directly, other
+//! cores once each through their mailbox. Retained messages are sequenced by
+//! the home core of their topic and replicated to every core.
+
+pub mod conn;
+pub mod handle;
+pub mod handle_connect;
+mod handle_publish;
+mod handle_subscribe;
+pub mod mailbox;
+pub mod session;
+pub mod shard;
+mod sys;
+
+use crate::protocol::{Connect, QoS};
+use crate::topic::stable_hash;
+use bytes::{Bytes, BytesMut};
+use bytestring::ByteString;
+use std::net::SocketAddr;
+use std::os::fd::OwnedFd;
+
+/// An application message as the broker routes it. Cloning shares the
+/// topic and payload (two reference-count increments).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Message {
+    pub topic: ByteString,
+    pub payload: Bytes,
+    pub qos: QoS,
+    pub retain: bool,
+}
+
+impl Message {
+    /// Copies a small payload out of the read buffer it points into, so that
+    /// a message kept for long (queued, retained) does not pin that buffer.
+    pub fn detach(mut self) -> Message {
+        const DETACH_BELOW_BYTES: usize = 4096;
+        if self.payload.len() < DETACH_BELOW_BYTES {
+            self.payload = Bytes::copy_from_slice(&self.payload);
+        }
+        self.topic = ByteString::from(&*self.topic);
+        self
+    }
+}
+
+/// The core that owns the session of `client_id` among `cores` cores.
+pub fn home_core(client_id: &str, cores: usize) -> usize {
+    (stable_hash(client_id) % cores.max(1) as u64) as usize
+}
+
+/// A connection whose CONNECT was read on one core, moved to its home core.
+pub struct Adopted {
+    pub fd: OwnedFd,
+    /// Bytes read after the CONNECT packet.
+    pub buf: BytesMut,
+    pub connect: Box<Connect>,
+    pub peer: SocketAddr,
+}
+
+/// Per-core counters, summed over cores for `$SYS`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ShardStats {
+    pub clients_connected: u64,
+    pub sessions: u64,
+    pub subscriptions: u64,
+    pub retained: u64,
+    pub messages_received: u64,
+    pub messages_sent: u64,
+    /// Messages dropped because a session queue was full.
+    pub dropped_queue_full: u64,
+    /// QoS 0 messages dropped because the client's write buffer was full.
+    pub dropped_write_buffer_full: u64,
+}
+
+impl std::ops::AddAssign for ShardStats {
+    fn add_assign(&mut self, o: ShardStats) {
+        self.clients_connected += o.clients_connected;
+        self.sessions += o.sessions;
+        self.subscriptions += o.subscriptions;
+        self.retained = self.retained.max(o.retained);
+        self.messages_received += o.messages_received;
+        self.messages_sent += o.messages_sent;
+        self.dropped_queue_full += o.dropped_queue_full;
+        self.dropped_write_buffer_full += o.dropped_write_buffer_full;
+    }
+}
+
+/// Everything one core sends another. Sent in batches through [`mailbox`].
+pub enum ShardMsg {
+    /// Deliver to this core's subscribers of plain (non-shared) filters.
+    Publish(Message),
+    /// Deliver to one member of shared group `share` (`$share/g/f`) on this
+    /// core; `hops` counts forwards when the group has left this core.
+    SharedPublish {
+        msg: Message,
+        share: ByteString,
+        hops: u8,
+    },
+    /// The sender gained its first subscriber for `filter` (plain or
+    /// `$share/..`); reply `IndexAck { token }` once recorded.
+    IndexAdd { filter: ByteString, token: u64 },
+    /// The sender lost its last subscriber for `filter`.
+    IndexRemove { filter: ByteString },
+    /// An `IndexAdd` was recorded by the replying core.
+    IndexAck { token: u64 },
+    /// A retained message for a topic whose home is this core: apply it and
+    /// replicate it to every other core, so that all apply the same order.
+    RetainSequence(Message),
+    /// Apply this retained message (already sequenced) to the local replica.
+    RetainApply(Message),
+    /// A connection whose client id lives on this core.
+    Adopt(Box<Adopted>),
+    /// Counters of the sending core, for the `$SYS` topics (sent to core 0).
+    Stats(ShardStats),
+    /// Stop accepting, close every connection, exit the runtime.
+    Shutdown,
+}

@@ -1,0 +1,310 @@
+//! One client's session: subscriptions, the outgoing inflight window and the
+//! queue behind it, incoming QoS 2 packet ids, and the live connection if
+//! any. Lives in its home core's slab; only that core touches it.
+//!
+//! Invariants: `inflight.len() <= inflight_max`; `queue.len() <=
+//! queue_messages_max`; a packet id appears at most once in `inflight`;
+//! while `queue` is non-empty the window is full or the client is offline
+//! (so messages leave in the order they arrived).
+
+use super::Message;
+use super::conn::ConnIo;
+use crate::config::{Config, QueueFullPolicy};
+use crate::protocol::{self, ProtocolVersion, QoS, Will};
+use ahash::{AHashMap, AHashSet};
+use bytestring::ByteString;
+use std::collections::VecDeque;
+use std::rc::Rc;
+use std::time::Instant;
+
+/// Where a QoS 1/2 message sent to the client stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InflightState {
+    /// QoS 1 PUBLISH sent, PUBACK awaited.
+    AwaitPubAck,
+    /// QoS 2 PUBLISH sent, PUBREC awaited.
+    AwaitPubRec,
+    /// PUBREL sent, PUBCOMP awaited.
+    AwaitPubComp,
+}
+
+#[derive(Debug)]
+pub struct Inflight {
+    pub packet_id: u16,
+    /// The message with the QoS it is delivered at.
+    pub msg: Message,
+    pub state: InflightState,
+}
+
+/// What happened to one delivery (the shard counts these).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Delivery {
+    /// Written to the connection's buffer.
+    Sent,
+    /// Kept in the session queue (window full, or offline).
+    Queued,
+    /// Dropped: the queue was full (the drop policy applied).
+    DroppedQueueFull,
+    /// QoS 0 dropped: the connection's write buffer was full.
+    DroppedWriteBufferFull,
+    /// QoS 0 for an offline session that does not queue QoS 0.
+    Skipped,
+}
+
+/// The live connection of a session.
+pub struct Link {
+    pub io: Rc<ConnIo>,
+    pub version: ProtocolVersion,
+    pub keep_alive_s: u16,
+    pub last_seen: Instant,
+    pub will: Option<Will>,
+    pub peer: std::net::SocketAddr,
+}
+
+pub struct Session {
+    pub client_id: ByteString,
+    /// Clean session: discarded when the connection ends.
+    pub clean: bool,
+    /// Full filter (including `$share/g/`) → granted QoS.
+    pub subscriptions: AHashMap<ByteString, QoS>,
+    pub link: Option<Link>,
+    /// Incremented for every connection; a reader whose generation no
+    /// longer matches has been taken over and must not touch the session.
+    pub generation: u64,
+    inflight: VecDeque<Inflight>,
+    queue: VecDeque<Message>,
+    next_packet_id: u16,
+    /// Incoming QoS 2 packet ids: PUBREC sent, PUBREL not yet received.
+    pub incoming_qos2: AHashSet<u16>,
+}
+
+impl Session {
+    pub fn new(client_id: ByteString, clean: bool) -> Self {
+        Session {
+            client_id,
+            clean,
+            subscriptions: AHashMap::default(),
+            link: None,
+            generation: 0,
+            inflight: VecDeque::new(),
+            queue: VecDeque::new(),
+            next_packet_id: 1,
+            incoming_qos2: AHashSet::default(),
+        }
+    }
+
+    /// The connection, unless absent or closing.
+    pub fn live_io(&self) -> Option<&Rc<ConnIo>> {
+        self.link
+            .as_ref()
+            .map(|l| &l.io)
+            .filter(|io| !io.is_closing())
+    }
+
+    pub fn queued(&self) -> usize {
+        self.queue.len()
+    }
+
+    pub fn inflight(&self) -> &VecDeque<Inflight> {
+        &self.inflight
+    }
+
+    /// Delivers `msg` at `qos` (already the minimum of the message's and the
+    /// subscription's) with `retain` as the flag to send.
+    pub fn deliver(&mut self, msg: &Message, qos: QoS, retain: bool, config: &Config) -> Delivery {
+        let Some(io) = self.live_io() else {
+            if qos == QoS::AtMostOnce && !config.queue_qos0_offline {
+                return Delivery::Skipped;
+            }
+            return self.enqueue(with_qos(msg, qos, retain), config);
+        };
+        if qos == QoS::AtMostOnce {
+            if io.pending_bytes() >= config.write_buffer_max_bytes {
+                return Delivery::DroppedWriteBufferFull;
+            }
+            io.write(|b| {
+                protocol::encode_publish(b, &msg.topic, &msg.payload, qos, 0, retain, false)
+            });
+            return Delivery::Sent;
+        }
+        if self.inflight.len() < config.inflight_max && self.queue.is_empty() {
+            self.send_new(with_qos(msg, qos, retain));
+            return Delivery::Sent;
+        }
+        self.enqueue(with_qos(msg, qos, retain), config)
+    }
+
+    /// The one place a message is queued for a session that cannot take it
+    /// now (offline, or its window is full). An offline-push hook (APNs/FCM)
+    /// belongs here. Applies the queue-full policy.
+    fn enqueue(&mut self, msg: Message, config: &Config) -> Delivery {
+        if self.queue.len() >= config.queue_messages_max {
+            match config.queue_full_policy {
+                QueueFullPolicy::DropNew => return Delivery::DroppedQueueFull,
+                QueueFullPolicy::DropOld => {
+                    if self.queue.pop_front().is_none() {
+                        // max_queued_messages = 0: nothing may be queued.
+                        return Delivery::DroppedQueueFull;
+                    }
+                    self.queue.push_back(msg.detach());
+                    return Delivery::DroppedQueueFull;
+                }
+            }
+        }
+        self.queue.push_back(msg.detach());
+        Delivery::Queued
+    }
+
+    /// Assigns a packet id, records the message inflight and writes it.
+    fn send_new(&mut self, msg: Message) {
+        let packet_id = self.allocate_packet_id();
+        let state = if msg.qos == QoS::ExactlyOnce {
+            InflightState::AwaitPubRec
+        } else {
+            InflightState::AwaitPubAck
+        };
+        if let Some(io) = self.live_io() {
+            io.write(|b| {
+                protocol::encode_publish(
+                    b,
+                    &msg.topic,
+                    &msg.payload,
+                    msg.qos,
+                    packet_id,
+                    msg.retain,
+                    false,
+                )
+            });
+        }
+        self.inflight.push_back(Inflight {
+            packet_id,
+            msg,
+            state,
+        });
+    }
+
+    fn allocate_packet_id(&mut self) -> u16 {
+        // The window is at most 65535 entries, so a free id always exists.
+        loop {
+            let id = self.next_packet_id;
+            self.next_packet_id = if id == u16::MAX { 1 } else { id + 1 };
+            if !self.inflight.iter().any(|m| m.packet_id == id) {
+                return id;
+            }
+        }
+    }
+
+    /// Moves queued messages into the window while it has room and the
+    /// client is connected. Returns how many were sent.
+    pub fn fill_window(&mut self, config: &Config) -> usize {
+        let mut sent = 0;
+        while self.inflight.len() < config.inflight_max && self.live_io().is_some() {
+            let Some(msg) = self.queue.pop_front() else {
+                break;
+            };
+            if msg.qos == QoS::AtMostOnce {
+                // Queued QoS 0 (queue_qos0_messages): no window, no ack.
+                if let Some(io) = self.live_io() {
+                    io.write(|b| {
+                        protocol::encode_publish(
+                            b,
+                            &msg.topic,
+                            &msg.payload,
+                            msg.qos,
+                            0,
+                            msg.retain,
+                            false,
+                        )
+                    });
+                }
+            } else {
+                self.send_new(msg);
+            }
+            sent += 1;
+        }
+        sent
+    }
+
+    /// PUBACK from the client. Returns true if it matched a QoS 1 message.
+    pub fn on_puback(&mut self, packet_id: u16) -> bool {
+        self.remove_inflight(packet_id, InflightState::AwaitPubAck)
+    }
+
+    /// PUBREC from the client: the message moves to PUBCOMP-awaited and a
+    /// PUBREL is written. An unknown id still gets its PUBREL (the client may
+    /// have a stale state after a reconnect).
+    pub fn on_pubrec(&mut self, packet_id: u16) {
+        if let Some(m) = self
+            .inflight
+            .iter_mut()
+            .find(|m| m.packet_id == packet_id && m.state == InflightState::AwaitPubRec)
+        {
+            m.state = InflightState::AwaitPubComp;
+        }
+        if let Some(io) = self.live_io() {
+            io.write(|b| protocol::encode(&protocol::Packet::PubRel(packet_id), b));
+        }
+    }
+
+    /// PUBCOMP from the client. Returns true if it matched.
+    pub fn on_pubcomp(&mut self, packet_id: u16) -> bool {
+        self.remove_inflight(packet_id, InflightState::AwaitPubComp)
+    }
+
+    fn remove_inflight(&mut self, packet_id: u16, state: InflightState) -> bool {
+        // Acks usually come in order: the front is checked first.
+        let pos = self
+            .inflight
+            .iter()
+            .position(|m| m.packet_id == packet_id && m.state == state);
+        match pos {
+            Some(0) => self.inflight.pop_front().is_some(),
+            Some(i) => self.inflight.remove(i).is_some(),
+            None => false,
+        }
+    }
+
+    /// After a reconnect of a persistent session: re-send every unacknowledged
+    /// PUBLISH with DUP set and every PUBREL, with their original packet ids,
+    /// in their original order, then fill the window from the queue.
+    pub fn resend_inflight(&mut self, config: &Config) {
+        let Some(io) = self.live_io().cloned() else {
+            return;
+        };
+        for m in &self.inflight {
+            match m.state {
+                InflightState::AwaitPubAck | InflightState::AwaitPubRec => io.write(|b| {
+                    protocol::encode_publish(
+                        b,
+                        &m.msg.topic,
+                        &m.msg.payload,
+                        m.msg.qos,
+                        m.packet_id,
+                        m.msg.retain,
+                        true,
+                    )
+                }),
+                InflightState::AwaitPubComp => {
+                    io.write(|b| protocol::encode(&protocol::Packet::PubRel(m.packet_id), b))
+                }
+            }
+        }
+        self.fill_window(config);
+    }
+
+    /// Forgets messages (a clean session starting over).
+    pub fn clear_messages(&mut self) {
+        self.inflight.clear();
+        self.queue.clear();
+        self.incoming_qos2.clear();
+    }
+}
+
+fn with_qos(msg: &Message, qos: QoS, retain: bool) -> Message {
+    Message {
+        topic: msg.topic.clone(),
+        payload: msg.payload.clone(),
+        qos,
+        retain,
+    }
+}

@@ -1,0 +1,695 @@
+//! One core's broker state and the operations on it. Every method is
+//! synchronous and runs on the shard's own thread; tasks borrow the shard,
+//! call one method, and release it before awaiting anything.
+//!
+//! Owns: the session slab, the client ids homed here, the subscription trie
+//! (local subscribers and, per filter, the mask of other cores that have
+//! subscribers: the cross-core index replica), the retained replica, the
+//! outbox to other cores and this core's counters.
+//!
+//! Index protocol: when this core gains its first subscriber for a filter it
+//! broadcasts `IndexAdd` and holds the SUBACK until every core has acked, so a
+//! publish on any core after the SUBACK reaches the new subscriber. Losing
+//! the last subscriber broadcasts `IndexRemove`. Mailboxes are FIFO per pair,
+//! so every core sees one core's adds and removes in order.
+
+use super::conn::ConnIo;
+use super::mailbox::Outbox;
+use super::session::{Delivery, Session};
+use super::{Message, ShardMsg, ShardStats, home_core};
+use crate::config::Config;
+use crate::protocol::{QoS, Will};
+use crate::topic::{Filter, TopicTree, Trie, parse_filter};
+use ahash::AHashMap;
+use bytestring::ByteString;
+use slab::Slab;
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::task::Waker;
+use std::time::Instant;
+
+pub type ShardRef = Rc<RefCell<Shard>>;
+
+/// A subscriber on this core.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LocalSub {
+    pub session: usize,
+    pub qos: QoS,
+}
+
+/// A `$share/{group}/{filter}` group, as seen from this core.
+#[derive(Debug)]
+pub struct SharedGroup {
+    /// The full filter `$share/{group}/{filter}`.
+    pub share: ByteString,
+    pub group: ByteString,
+    pub members: Vec<LocalSub>,
+    /// Other cores with members.
+    pub remote: u64,
+    /// An `IndexAdd` for this group not yet acked by every core.
+    pub pending: Option<u64>,
+    /// Round-robin positions: over cores, then over local members.
+    next_core: Cell<usize>,
+    next_member: Cell<usize>,
+}
+
+/// Everything this core keeps for one topic filter.
+#[derive(Debug, Default)]
+pub struct FilterEntry {
+    pub subs: Vec<LocalSub>,
+    /// Other cores with subscribers for this (plain) filter.
+    pub remote: u64,
+    pub pending: Option<u64>,
+    pub shared: Vec<SharedGroup>,
+}
+
+impl FilterEntry {
+    fn is_empty(&self) -> bool {
+        self.subs.is_empty() && self.remote == 0 && self.shared.is_empty()
+    }
+}
+
+/// Where one shared-subscription delivery goes.
+enum SharedTarget {
+    Local(LocalSub),
+    Remote(usize, ByteString),
+}
+
+/// An `IndexAdd` waiting for acks.
+struct PendingAck {
+    remaining: usize,
+    filter: ByteString,
+    waiters: Vec<Waker>,
+}
+
+/// Why a connection ended; decides the will and the log line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The client sent DISCONNECT: no will.
+    ClientDisconnect,
+    /// The client closed the socket.
+    Eof,
+    Io,
+    Protocol(&'static str),
+    Keepalive,
+    Takeover,
+    Shutdown,
+}
+
+pub struct Shard {
+    pub id: usize,
+    pub cores: usize,
+    pub config: Arc<Config>,
+    pub sessions: Slab<Session>,
+    pub by_client_id: AHashMap<ByteString, usize>,
+    pub(super) trie: Trie<FilterEntry>,
+    pub(super) retained: TopicTree<Message>,
+    pub outbox: Outbox,
+    acks: AHashMap<u64, PendingAck>,
+    next_token: u64,
+    /// Reused buffer of matched (session, QoS) pairs: no allocation per publish.
+    scratch: Vec<(usize, QoS)>,
+    pub stats: ShardStats,
+    /// Connections accepted on this core and not yet closed (including ones
+    /// handed to another core until they leave).
+    pub connections: usize,
+    pub shutting_down: bool,
+    next_assigned_id: u64,
+    pub(super) sys: super::sys::SysState,
+    /// A task is retrying an outbox flush that found a full mailbox.
+    pub outbox_retrying: bool,
+    /// Cancels the accept loops at shutdown.
+    pub accept_cancel: Option<monoio::io::Canceller>,
+}
+
+impl Shard {
+    pub fn new(id: usize, config: Arc<Config>, outbox: Outbox) -> Shard {
+        let cores = outbox.cores();
+        Shard {
+            id,
+            cores,
+            config,
+            sessions: Slab::new(),
+            by_client_id: AHashMap::default(),
+            trie: Trie::default(),
+            retained: TopicTree::default(),
+            outbox,
+            acks: AHashMap::default(),
+            next_token: 0,
+            scratch: Vec::new(),
+            stats: ShardStats::default(),
+            connections: 0,
+            shutting_down: false,
+            next_assigned_id: 0,
+            sys: super::sys::SysState::new(cores),
+            outbox_retrying: false,
+            accept_cancel: None,
+        }
+    }
+
+    /// A client id for a client that sent an empty one, chosen so that its
+    /// home is this core (no hand-over needed).
+    pub fn assign_client_id(&mut self) -> ByteString {
+        loop {
+            self.next_assigned_id += 1;
+            let id = format!("ringmq-{}-{:x}", self.id, self.next_assigned_id);
+            if home_core(&id, self.cores) == self.id {
+                return ByteString::from(id);
+            }
+        }
+    }
+
+    // ----- publishing --------------------------------------------------
+
+    /// Routes a message published by a client (or a will) on this core:
+    /// retained store, local subscribers, other cores, shared groups.
+    pub fn publish(&mut self, msg: Message) {
+        if msg.retain {
+            self.retain(msg.clone());
+        }
+        let mut matched = std::mem::take(&mut self.scratch);
+        let mut remote = 0u64;
+        let mut shared: Vec<SharedTarget> = Vec::new();
+        let mut entries = 0usize;
+        let me = self.id;
+        self.trie.for_each_match(&msg.topic, |e| {
+            if !e.subs.is_empty() {
+                entries += 1;
+                matched.extend(e.subs.iter().map(|s| (s.session, s.qos)));
+            }
+            remote |= e.remote;
+            for g in &e.shared {
+                if let Some(t) = pick_shared(g, me) {
+                    shared.push(t);
+                }
+            }
+        });
+        self.deliver_matched(&msg, &mut matched, entries);
+        self.scratch = matched;
+        for core in bits(remote) {
+            self.outbox.push(core, ShardMsg::Publish(msg.clone()));
+        }
+        for t in shared {
+            match t {
+                SharedTarget::Local(s) => self.deliver_one(s.session, &msg, s.qos, false),
+                SharedTarget::Remote(core, share) => self.outbox.push(
+                    core,
+                    ShardMsg::SharedPublish {
+                        msg: msg.clone(),
+                        share,
+                        hops: 0,
+                    },
+                ),
+            }
+        }
+    }
+
+    /// A publish routed here by another core: local plain subscribers only.
+    pub fn publish_from_core(&mut self, msg: Message) {
+        let mut matched = std::mem::take(&mut self.scratch);
+        let mut entries = 0usize;
+        self.trie.for_each_match(&msg.topic, |e| {
+            if !e.subs.is_empty() {
+                entries += 1;
+                matched.extend(e.subs.iter().map(|s| (s.session, s.qos)));
+            }
+        });
+        self.deliver_matched(&msg, &mut matched, entries);
+        self.scratch = matched;
+    }
+
+    /// A shared-group delivery routed here: one local member, or on to
+    /// another core of the group if this core has none left.
+    pub fn publish_shared(&mut self, msg: Message, share: ByteString, hops: u8) {
+        let Some(Filter::Shared { group, filter }) = parse_filter(&share) else {
+            return;
+        };
+        let me = self.id;
+        let target = self
+            .trie
+            .get(filter)
+            .and_then(|e| e.shared.iter().find(|g| &*g.group == group))
+            .and_then(|g| pick_shared(g, me));
+        match target {
+            Some(SharedTarget::Local(s)) => self.deliver_one(s.session, &msg, s.qos, false),
+            Some(SharedTarget::Remote(core, share)) if (hops as usize) < self.cores => {
+                self.outbox.push(
+                    core,
+                    ShardMsg::SharedPublish {
+                        msg,
+                        share,
+                        hops: hops + 1,
+                    },
+                );
+            }
+            // The group has left every core: nobody to deliver to.
+            _ => {}
+        }
+    }
+
+    /// Delivers to the matched sessions, once per session at the highest
+    /// QoS among its matching subscriptions. `entries` is the number of
+    /// filters that contributed: with one, sessions are already distinct.
+    fn deliver_matched(&mut self, msg: &Message, matched: &mut Vec<(usize, QoS)>, entries: usize) {
+        if entries > 1 {
+            matched.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
+            matched.dedup_by_key(|m| m.0);
+        }
+        for &(session, qos) in matched.iter() {
+            self.deliver_one(session, msg, qos, false);
+        }
+        matched.clear();
+    }
+
+    /// Delivers `msg` to one session at `min(msg.qos, granted)`.
+    pub(super) fn deliver_one(
+        &mut self,
+        session: usize,
+        msg: &Message,
+        granted: QoS,
+        retain: bool,
+    ) {
+        let Some(s) = self.sessions.get_mut(session) else {
+            debug_assert!(false, "subscriber {session} has no session");
+            return;
+        };
+        match s.deliver(msg, msg.qos.min(granted), retain, &self.config) {
+            Delivery::Sent => self.stats.messages_sent += 1,
+            Delivery::Queued | Delivery::Skipped => {}
+            Delivery::DroppedQueueFull => self.stats.dropped_queue_full += 1,
+            Delivery::DroppedWriteBufferFull => self.stats.dropped_write_buffer_full += 1,
+        }
+    }
+
+    // ----- retained messages --------------------------------------------
+
+    /// Sends a retained message to its topic's home core for sequencing.
+    fn retain(&mut self, msg: Message) {
+        let msg = msg.detach();
+        let home = home_core(&msg.topic, self.cores);
+        if home == self.id {
+            self.sequence_retained(msg);
+        } else {
+            self.outbox.push(home, ShardMsg::RetainSequence(msg));
+        }
+    }
+
+    /// On the topic's home core: apply, then replicate to every other core.
+    pub fn sequence_retained(&mut self, msg: Message) {
+        for core in (0..self.cores).filter(|&c| c != self.id) {
+            self.outbox.push(core, ShardMsg::RetainApply(msg.clone()));
+        }
+        self.apply_retained(msg);
+    }
+
+    /// Updates the local replica: an empty payload clears the topic.
+    pub fn apply_retained(&mut self, msg: Message) {
+        if msg.payload.is_empty() {
+            self.retained.remove(&msg.topic);
+        } else {
+            let topic = msg.topic.clone();
+            self.retained.insert(&topic, msg);
+        }
+    }
+
+    /// Delivers the retained messages matching `filter` to a new subscriber.
+    pub(super) fn deliver_retained(&mut self, session: usize, filter: &str, granted: QoS) {
+        let mut found = Vec::new();
+        self.retained
+            .for_each_match(filter, |_, m| found.push(m.clone()));
+        for m in found {
+            self.deliver_one(session, &m, granted, true);
+        }
+    }
+
+    // ----- subscriptions and the cross-core index -----------------------
+
+    /// Adds (or updates) a subscription of `session`. Returns the token of an
+    /// index update that must be acked before the SUBACK, if any.
+    pub(super) fn add_subscription(
+        &mut self,
+        session: usize,
+        raw: &ByteString,
+        qos: QoS,
+    ) -> Option<u64> {
+        let filter = parse_filter(raw)?;
+        let sub = LocalSub { session, qos };
+        let entry = self.trie.entry(filter.topic_filter());
+        let (members, pending) = match filter {
+            Filter::Plain(_) => (&mut entry.subs, &mut entry.pending),
+            Filter::Shared { group, .. } => {
+                let i = match entry.shared.iter().position(|g| &*g.group == group) {
+                    Some(i) => i,
+                    None => {
+                        entry.shared.push(SharedGroup {
+                            share: raw.clone(),
+                            group: ByteString::from(group),
+                            members: Vec::new(),
+                            remote: 0,
+                            pending: None,
+                            next_core: Cell::new(0),
+                            next_member: Cell::new(0),
+                        });
+                        entry.shared.len() - 1
+                    }
+                };
+                let g = &mut entry.shared[i];
+                (&mut g.members, &mut g.pending)
+            }
+        };
+        if let Some(existing) = members.iter_mut().find(|m| m.session == session) {
+            existing.qos = qos;
+            return *pending;
+        }
+        let first = members.is_empty();
+        members.push(sub);
+        if first && self.cores > 1 {
+            self.next_token += 1;
+            let token = (self.next_token << 6) | self.id as u64;
+            *pending = Some(token);
+            self.acks.insert(
+                token,
+                PendingAck {
+                    remaining: self.cores - 1,
+                    filter: raw.clone(),
+                    waiters: Vec::new(),
+                },
+            );
+            for core in (0..self.cores).filter(|&c| c != self.id) {
+                self.outbox.push(
+                    core,
+                    ShardMsg::IndexAdd {
+                        filter: raw.clone(),
+                        token,
+                    },
+                );
+            }
+        }
+        *pending
+    }
+
+    /// Removes a subscription of `session`. Returns true if it existed.
+    pub(super) fn remove_subscription(&mut self, session: usize, raw: &str) -> bool {
+        let Some(filter) = parse_filter(raw) else {
+            return false;
+        };
+        let Some(entry) = self.trie.get_mut(filter.topic_filter()) else {
+            return false;
+        };
+        let (removed, now_empty) = match filter {
+            Filter::Plain(_) => {
+                let before = entry.subs.len();
+                entry.subs.retain(|s| s.session != session);
+                (entry.subs.len() < before, entry.subs.is_empty())
+            }
+            Filter::Shared { group, .. } => {
+                let Some(i) = entry.shared.iter().position(|g| &*g.group == group) else {
+                    return false;
+                };
+                let g = &mut entry.shared[i];
+                let before = g.members.len();
+                g.members.retain(|s| s.session != session);
+                let result = (g.members.len() < before, g.members.is_empty());
+                if g.members.is_empty() && g.remote == 0 {
+                    entry.shared.swap_remove(i);
+                }
+                result
+            }
+        };
+        if removed && now_empty && self.cores > 1 {
+            for core in (0..self.cores).filter(|&c| c != self.id) {
+                self.outbox.push(
+                    core,
+                    ShardMsg::IndexRemove {
+                        filter: ByteString::from(raw),
+                    },
+                );
+            }
+        }
+        self.trie
+            .remove_if(filter.topic_filter(), FilterEntry::is_empty);
+        removed
+    }
+
+    /// Another core gained its first subscriber for `raw`.
+    pub fn index_add(&mut self, from: usize, raw: &ByteString, token: u64) {
+        if let Some(filter) = parse_filter(raw) {
+            let entry = self.trie.entry(filter.topic_filter());
+            let bit = 1u64 << from;
+            match filter {
+                Filter::Plain(_) => entry.remote |= bit,
+                Filter::Shared { group, .. } => {
+                    match entry.shared.iter_mut().find(|g| &*g.group == group) {
+                        Some(g) => g.remote |= bit,
+                        None => entry.shared.push(SharedGroup {
+                            share: raw.clone(),
+                            group: ByteString::from(group),
+                            members: Vec::new(),
+                            remote: bit,
+                            pending: None,
+                            next_core: Cell::new(0),
+                            next_member: Cell::new(0),
+                        }),
+                    }
+                }
+            }
+        }
+        self.outbox.push(from, ShardMsg::IndexAck { token });
+    }
+
+    /// Another core lost its last subscriber for `raw`.
+    pub fn index_remove(&mut self, from: usize, raw: &str) {
+        let Some(filter) = parse_filter(raw) else {
+            return;
+        };
+        let Some(entry) = self.trie.get_mut(filter.topic_filter()) else {
+            return;
+        };
+        let bit = 1u64 << from;
+        match filter {
+            Filter::Plain(_) => entry.remote &= !bit,
+            Filter::Shared { group, .. } => {
+                if let Some(i) = entry.shared.iter().position(|g| &*g.group == group) {
+                    let g = &mut entry.shared[i];
+                    g.remote &= !bit;
+                    if g.members.is_empty() && g.remote == 0 {
+                        entry.shared.swap_remove(i);
+                    }
+                }
+            }
+        }
+        self.trie
+            .remove_if(filter.topic_filter(), FilterEntry::is_empty);
+    }
+
+    /// Another core recorded our `IndexAdd`.
+    pub fn index_ack(&mut self, token: u64) {
+        let Some(p) = self.acks.get_mut(&token) else {
+            return;
+        };
+        p.remaining -= 1;
+        if p.remaining > 0 {
+            return;
+        }
+        let Some(p) = self.acks.remove(&token) else {
+            return;
+        };
+        if let Some(filter) = parse_filter(&p.filter)
+            && let Some(entry) = self.trie.get_mut(filter.topic_filter())
+        {
+            let pending = match filter {
+                Filter::Plain(_) => Some(&mut entry.pending),
+                Filter::Shared { group, .. } => entry
+                    .shared
+                    .iter_mut()
+                    .find(|g| &*g.group == group)
+                    .map(|g| &mut g.pending),
+            };
+            if let Some(pending) = pending
+                && *pending == Some(token)
+            {
+                *pending = None;
+            }
+        }
+        for w in p.waiters {
+            w.wake();
+        }
+    }
+
+    /// True once every token has been acked; otherwise registers `waker`.
+    pub fn acks_done(&mut self, tokens: &[u64], waker: &Waker) -> bool {
+        let mut done = true;
+        for t in tokens {
+            if let Some(p) = self.acks.get_mut(t) {
+                p.waiters.push(waker.clone());
+                done = false;
+            }
+        }
+        done
+    }
+
+    // ----- sessions ------------------------------------------------------
+
+    /// Ends the live connection of `session` if it is still generation `generation`:
+    /// publishes the will unless the client sent DISCONNECT, closes the
+    /// socket's read side, and discards the session if it was clean.
+    pub fn drop_link(&mut self, session: usize, generation: u64, reason: CloseReason) {
+        let Some(s) = self.sessions.get_mut(session) else {
+            return;
+        };
+        if s.generation != generation {
+            return;
+        }
+        let Some(link) = s.link.take() else {
+            return;
+        };
+        link.io.close();
+        self.stats.clients_connected -= 1;
+        log::debug!(
+            "client disconnected: {} ({}) reason {:?}",
+            s.client_id,
+            link.peer,
+            reason
+        );
+        let clean = s.clean;
+        if reason != CloseReason::ClientDisconnect
+            && reason != CloseReason::Shutdown
+            && let Some(will) = link.will
+        {
+            self.publish_will(will);
+        }
+        if clean {
+            self.remove_session(session);
+        }
+    }
+
+    fn publish_will(&mut self, will: Will) {
+        self.stats.messages_received += 1;
+        self.publish(Message {
+            topic: will.topic,
+            payload: will.payload,
+            qos: will.qos,
+            retain: will.retain,
+        });
+    }
+
+    /// Removes a session with its subscriptions and queued messages.
+    pub(super) fn remove_session(&mut self, session: usize) {
+        let Some(s) = self.sessions.get_mut(session) else {
+            return;
+        };
+        let filters: Vec<ByteString> = s.subscriptions.drain().map(|(f, _)| f).collect();
+        let client_id = s.client_id.clone();
+        for f in &filters {
+            self.remove_subscription(session, f);
+        }
+        self.stats.subscriptions -= filters.len() as u64;
+        if self.by_client_id.get(&client_id) == Some(&session) {
+            self.by_client_id.remove(&client_id);
+        }
+        self.sessions.remove(session);
+        self.stats.sessions -= 1;
+    }
+
+    /// Marks activity on a connection (keepalive).
+    pub fn touch(&mut self, session: usize, now: Instant) {
+        if let Some(link) = self.sessions.get_mut(session).and_then(|s| s.link.as_mut()) {
+            link.last_seen = now;
+        }
+    }
+
+    /// Closes connections silent for more than 1.5 × their keepalive.
+    pub fn check_keepalive(&mut self, now: Instant) {
+        let expired: Vec<(usize, u64)> = self
+            .sessions
+            .iter()
+            .filter_map(|(key, s)| {
+                let link = s.link.as_ref()?;
+                let ka_ms = link.keep_alive_s as u128 * 1500;
+                (ka_ms > 0 && now.duration_since(link.last_seen).as_millis() > ka_ms)
+                    .then_some((key, s.generation))
+            })
+            .collect();
+        for (key, generation) in expired {
+            if let Some(s) = self.sessions.get(key) {
+                log::info!("client {} keepalive timeout", s.client_id);
+            }
+            self.drop_link(key, generation, CloseReason::Keepalive);
+        }
+    }
+
+    /// Closes every connection (server shutdown).
+    pub fn close_all(&mut self) {
+        let live: Vec<(usize, u64)> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| s.link.is_some())
+            .map(|(k, s)| (k, s.generation))
+            .collect();
+        for (key, generation) in live {
+            self.drop_link(key, generation, CloseReason::Shutdown);
+        }
+    }
+
+    /// Handles one batch from another core's mailbox.
+    pub fn handle_mail(&mut self, from: usize, batch: Vec<ShardMsg>, shard: &ShardRef) {
+        for msg in batch {
+            match msg {
+                ShardMsg::Publish(m) => self.publish_from_core(m),
+                ShardMsg::SharedPublish { msg, share, hops } => {
+                    self.publish_shared(msg, share, hops)
+                }
+                ShardMsg::IndexAdd { filter, token } => self.index_add(from, &filter, token),
+                ShardMsg::IndexRemove { filter } => self.index_remove(from, &filter),
+                ShardMsg::IndexAck { token } => self.index_ack(token),
+                ShardMsg::RetainSequence(m) => self.sequence_retained(m),
+                ShardMsg::RetainApply(m) => self.apply_retained(m),
+                ShardMsg::Adopt(a) => {
+                    self.connections += 1;
+                    crate::transport::connection::adopt(shard, *a)
+                }
+                ShardMsg::Stats(s) => self.sys.record(from, s),
+                ShardMsg::Shutdown => self.shutting_down = true,
+            }
+        }
+    }
+
+    /// A connection's I/O handle for a session, if it is live.
+    pub fn live_io(&self, session: usize) -> Option<Rc<ConnIo>> {
+        self.sessions.get(session)?.live_io().cloned()
+    }
+}
+
+/// Chooses where one shared-group message goes: round-robin over the cores
+/// that have members (this one included), then over this core's members.
+fn pick_shared(g: &SharedGroup, me: usize) -> Option<SharedTarget> {
+    let local = !g.members.is_empty();
+    let n = g.remote.count_ones() as usize + local as usize;
+    if n == 0 {
+        return None;
+    }
+    let i = g.next_core.get() % n;
+    g.next_core.set(g.next_core.get().wrapping_add(1));
+    if local && i == 0 {
+        let m = g.next_member.get() % g.members.len();
+        g.next_member.set(g.next_member.get().wrapping_add(1));
+        return g.members.get(m).copied().map(SharedTarget::Local);
+    }
+    let k = if local { i - 1 } else { i };
+    let core = bits(g.remote).nth(k)?;
+    debug_assert_ne!(core, me);
+    Some(SharedTarget::Remote(core, g.share.clone()))
+}
+
+/// The indexes of the set bits of `mask`, lowest first.
+pub fn bits(mut mask: u64) -> impl Iterator<Item = usize> {
+    std::iter::from_fn(move || {
+        if mask == 0 {
+            return None;
+        }
+        let i = mask.trailing_zeros() as usize;
+        mask &= mask - 1;
+        Some(i)
+    })
+}

@@ -1,0 +1,332 @@
+//! Configuration: command-line flags (clap) over a TOML file over embedded
+//! defaults, validated once at start into an immutable [`Config`] that every
+//! core shares read-only.
+//!
+//! A bad value is reported as one line naming the key or flag; `main` exits
+//! with status 2. Limits carry their unit last (`packet_size_max_bytes`).
+
+use clap::{Parser, ValueEnum};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// Which io driver each core's monoio runtime uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum IoMode {
+    /// io_uring when the kernel allows it, epoll otherwise.
+    Auto,
+    /// io_uring; fail at start if it cannot be set up.
+    Uring,
+    /// epoll (monoio's legacy driver).
+    Epoll,
+}
+
+/// What a full session queue does with one more message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum QueueFullPolicy {
+    /// Drop the new message (mosquitto's behaviour).
+    DropNew,
+    /// Drop the oldest queued message to make room (EMQX's behaviour).
+    DropOld,
+}
+
+/// The validated configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Addresses to listen on (plain MQTT over TCP).
+    pub listen: Vec<SocketAddr>,
+    /// Number of cores (monoio runtimes, one thread each).
+    pub cores: usize,
+    pub io: IoMode,
+    /// Connections accepted across all cores; more are closed at accept.
+    pub connections_max: usize,
+    /// Largest packet accepted from a client, fixed header included.
+    pub packet_size_max_bytes: usize,
+    /// QoS 1/2 messages sent to a client and not yet acknowledged.
+    pub inflight_max: usize,
+    /// Messages queued per session behind the inflight window (or while offline).
+    pub queue_messages_max: usize,
+    pub queue_full_policy: QueueFullPolicy,
+    /// Queue QoS 0 messages for offline persistent sessions (mosquitto: off).
+    pub queue_qos0_offline: bool,
+    /// Bytes waiting in a connection's write buffer above which QoS 0
+    /// messages for it are dropped (a stalled reader costs only itself).
+    pub write_buffer_max_bytes: usize,
+    /// Keepalive values above this are refused (CONNACK 0x02, as mosquitto
+    /// does for 3.1.1); 65535 means no limit.
+    pub keepalive_max_s: u16,
+    /// Time a new connection has to send CONNECT.
+    pub connect_timeout_s: u64,
+    /// Interval of the `$SYS/broker/...` statistics topics; 0 disables them.
+    pub sys_interval_s: u64,
+    pub log_level: log::LevelFilter,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: vec![SocketAddr::from(([127, 0, 0, 1], 1883))],
+            cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            io: IoMode::Auto,
+            connections_max: 1_000_000,
+            packet_size_max_bytes: 1024 * 1024,
+            inflight_max: 32,
+            queue_messages_max: 1000,
+            queue_full_policy: QueueFullPolicy::DropNew,
+            queue_qos0_offline: false,
+            write_buffer_max_bytes: 1024 * 1024,
+            keepalive_max_s: u16::MAX,
+            connect_timeout_s: 10,
+            sys_interval_s: 10,
+            log_level: log::LevelFilter::Info,
+        }
+    }
+}
+
+/// Most cores supported: the subscription index keeps one bit per core in a u64.
+pub const CORES_MAX: usize = 64;
+
+/// Command line of the `ringmq` binary. Every flag overrides the file.
+#[derive(Parser, Debug, Default)]
+#[command(
+    name = "ringmq",
+    version,
+    about = "MQTT broker, thread-per-core on io_uring"
+)]
+pub struct Cli {
+    /// TOML configuration file (keys as in ringmq.example.toml).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Listen address, repeatable [default: 127.0.0.1:1883].
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub listen: Vec<SocketAddr>,
+    /// Number of cores (threads) [default: available cores].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=CORES_MAX as u64))]
+    pub cores: Option<u64>,
+    /// io driver.
+    #[arg(long, value_enum)]
+    pub io: Option<IoMode>,
+    /// error, warn, info, debug or trace.
+    #[arg(long, value_name = "LEVEL")]
+    pub log_level: Option<log::LevelFilter>,
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_connections: Option<u64>,
+    /// Bytes, fixed header included.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(16..=268_435_460))]
+    pub max_packet_size: Option<u64>,
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=65_535))]
+    pub max_inflight: Option<u64>,
+    #[arg(long, value_parser = clap::value_parser!(u64).range(0..=10_000_000))]
+    pub max_queued_messages: Option<u64>,
+    #[arg(long, value_enum)]
+    pub queue_full_policy: Option<QueueFullPolicy>,
+    /// Seconds; larger client keepalives are refused.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=65_535))]
+    pub max_keepalive: Option<u64>,
+    /// Seconds between $SYS updates; 0 disables them.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(0..=86_400))]
+    pub sys_interval: Option<u64>,
+}
+
+/// A configuration error: names the key, says what was wrong.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ConfigError(pub String);
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn key_error(key: &str, want: &str, got: &toml::Value) -> ConfigError {
+    ConfigError(format!("config key `{key}`: expected {want}, got {got}"))
+}
+
+/// Reads an integer key within `lo..=hi`.
+fn int_in(key: &str, v: &toml::Value, lo: u64, hi: u64) -> Result<u64, ConfigError> {
+    match v.as_integer() {
+        Some(i) if i >= 0 && (i as u64) >= lo && (i as u64) <= hi => Ok(i as u64),
+        _ => Err(key_error(key, &format!("an integer from {lo} to {hi}"), v)),
+    }
+}
+
+fn enum_value<T: ValueEnum>(key: &str, v: &toml::Value) -> Result<T, ConfigError> {
+    let names: Vec<String> = T::value_variants()
+        .iter()
+        .filter_map(|x| x.to_possible_value().map(|p| p.get_name().to_string()))
+        .collect();
+    let want = format!("one of {}", names.join(", "));
+    let s = v.as_str().ok_or_else(|| key_error(key, &want, v))?;
+    T::from_str(s, true).map_err(|_| key_error(key, &want, v))
+}
+
+impl Config {
+    /// Applies the keys of a TOML document over `self`.
+    pub fn apply_toml(&mut self, text: &str) -> Result<(), ConfigError> {
+        let table: toml::Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| ConfigError(format!("config file: {}", e.message())))?;
+        for (key, v) in &table {
+            match key.as_str() {
+                "listen" => {
+                    let items: Vec<&toml::Value> = match v {
+                        toml::Value::Array(a) => a.iter().collect(),
+                        other => vec![other],
+                    };
+                    let mut addrs = Vec::new();
+                    for item in items {
+                        let addr = item
+                            .as_str()
+                            .and_then(|s| s.parse::<SocketAddr>().ok())
+                            .ok_or_else(|| key_error(key, "\"IP:PORT\" or a list of them", item))?;
+                        addrs.push(addr);
+                    }
+                    if addrs.is_empty() {
+                        return Err(key_error(key, "at least one address", v));
+                    }
+                    self.listen = addrs;
+                }
+                "cores" => self.cores = int_in(key, v, 1, CORES_MAX as u64)? as usize,
+                "io" => self.io = enum_value(key, v)?,
+                "max_connections" => {
+                    self.connections_max = int_in(key, v, 1, u32::MAX as u64)? as usize
+                }
+                "max_packet_size" => {
+                    self.packet_size_max_bytes = int_in(key, v, 16, 268_435_460)? as usize
+                }
+                "max_inflight" => self.inflight_max = int_in(key, v, 1, 65_535)? as usize,
+                "max_queued_messages" => {
+                    self.queue_messages_max = int_in(key, v, 0, 10_000_000)? as usize
+                }
+                "queue_full_policy" => self.queue_full_policy = enum_value(key, v)?,
+                "queue_qos0_messages" => {
+                    self.queue_qos0_offline = v
+                        .as_bool()
+                        .ok_or_else(|| key_error(key, "true or false", v))?
+                }
+                "max_write_buffer" => {
+                    self.write_buffer_max_bytes = int_in(key, v, 1024, 1 << 30)? as usize
+                }
+                "max_keepalive" => self.keepalive_max_s = int_in(key, v, 1, 65_535)? as u16,
+                "connect_timeout" => self.connect_timeout_s = int_in(key, v, 1, 3600)?,
+                "sys_interval" => self.sys_interval_s = int_in(key, v, 0, 86_400)?,
+                "log_level" => {
+                    self.log_level = v
+                        .as_str()
+                        .and_then(|s| s.parse().ok())
+                        .ok_or_else(|| key_error(key, "error, warn, info, debug or trace", v))?
+                }
+                other => return Err(ConfigError(format!("config key `{other}`: unknown key"))),
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies the flags given on the command line over `self`.
+    pub fn apply_cli(&mut self, cli: &Cli) {
+        if !cli.listen.is_empty() {
+            self.listen = cli.listen.clone();
+        }
+        if let Some(v) = cli.cores {
+            self.cores = v as usize;
+        }
+        if let Some(v) = cli.io {
+            self.io = v;
+        }
+        if let Some(v) = cli.log_level {
+            self.log_level = v;
+        }
+        if let Some(v) = cli.max_connections {
+            self.connections_max = v as usize;
+        }
+        if let Some(v) = cli.max_packet_size {
+            self.packet_size_max_bytes = v as usize;
+        }
+        if let Some(v) = cli.max_inflight {
+            self.inflight_max = v as usize;
+        }
+        if let Some(v) = cli.max_queued_messages {
+            self.queue_messages_max = v as usize;
+        }
+        if let Some(v) = cli.queue_full_policy {
+            self.queue_full_policy = v;
+        }
+        if let Some(v) = cli.max_keepalive {
+            self.keepalive_max_s = v as u16;
+        }
+        if let Some(v) = cli.sys_interval {
+            self.sys_interval_s = v;
+        }
+    }
+
+    /// Defaults, then the file named by `--config`, then the flags.
+    pub fn load(cli: &Cli) -> Result<Config, ConfigError> {
+        let mut config = Config::default();
+        if let Some(path) = &cli.config {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| ConfigError(format!("config file {}: {e}", path.display())))?;
+            config.apply_toml(&text)?;
+        }
+        config.apply_cli(cli);
+        config.cores = config.cores.min(CORES_MAX);
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_listen_on_loopback() {
+        let c = Config::default();
+        assert_eq!(c.listen, vec!["127.0.0.1:1883".parse().unwrap()]);
+    }
+
+    #[test]
+    fn toml_keys_apply() {
+        let mut c = Config::default();
+        c.apply_toml(
+            "listen = [\"127.0.0.1:1884\", \"[::1]:1885\"]\ncores = 3\nio = \"epoll\"\n\
+             max_inflight = 10\nmax_queued_messages = 5\nqueue_full_policy = \"drop-old\"\n\
+             max_keepalive = 60\nlog_level = \"debug\"\nmax_packet_size = 2048\n",
+        )
+        .unwrap();
+        assert_eq!(c.listen.len(), 2);
+        assert_eq!(c.cores, 3);
+        assert_eq!(c.io, IoMode::Epoll);
+        assert_eq!(c.inflight_max, 10);
+        assert_eq!(c.queue_messages_max, 5);
+        assert_eq!(c.queue_full_policy, QueueFullPolicy::DropOld);
+        assert_eq!(c.keepalive_max_s, 60);
+        assert_eq!(c.log_level, log::LevelFilter::Debug);
+        assert_eq!(c.packet_size_max_bytes, 2048);
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        for (doc, key) in [
+            ("max_inflight = 0", "max_inflight"),
+            ("max_inflight = \"x\"", "max_inflight"),
+            ("cores = 65", "cores"),
+            ("io = \"kqueue\"", "io"),
+            ("listen = \"nowhere\"", "listen"),
+            ("log_level = \"loud\"", "log_level"),
+            ("bogus = 1", "bogus"),
+        ] {
+            let err = Config::default().apply_toml(doc).unwrap_err();
+            assert!(err.0.contains(&format!("`{key}`")), "{doc}: {err}");
+        }
+    }
+
+    #[test]
+    fn flags_override_file() {
+        let cli = Cli::parse_from(["ringmq", "--cores", "2", "--max-inflight", "7"]);
+        let mut c = Config::default();
+        c.apply_toml("cores = 4\nmax_inflight = 3").unwrap();
+        c.apply_cli(&cli);
+        assert_eq!(c.cores, 2);
+        assert_eq!(c.inflight_max, 7);
+    }
+}

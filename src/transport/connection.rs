@@ -1,0 +1,374 @@
+//! The tasks of one client connection.
+//!
+//! 1. CONNECT phase ([`run`]): read until a CONNECT is decoded (a deadline
+//!    task shuts the socket if none comes in time), then either serve it here
+//!    or, if its client id's home is another core, hand the raw fd and the
+//!    bytes read so far to that core ([`adopt`] runs there). No I/O op is in
+//!    flight when the fd leaves.
+//! 2. Serving ([`serve`]): a reader task (this one) decodes every complete
+//!    packet of each read and hands it to the shard; a writer task writes the
+//!    connection's buffer whenever the shard has appended to it, so all the
+//!    packets of a loop turn leave in one write.
+//!
+//! Closing never drops a read in flight (io_uring may still complete it):
+//! the shard shuts the socket's read side and the read returns end-of-file.
+
+use crate::broker::conn::ConnIo;
+use crate::broker::handle::{Flow, Held};
+use crate::broker::handle_connect::ConnectRefused;
+use crate::broker::shard::{CloseReason, Shard, ShardRef};
+use crate::broker::{Adopted, ShardMsg, home_core};
+use crate::protocol::{self, Connect, ConnectReturnCode, DecodeError, Packet, ProtocolVersion};
+use bytes::BytesMut;
+use monoio::io::{AsyncReadRent, AsyncWriteRentExt, Splitable};
+use monoio::net::TcpStream;
+use monoio::net::tcp::TcpOwnedWriteHalf;
+use std::cell::Cell;
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+/// Bytes a read asks for at least.
+const READ_CHUNK_BYTES: usize = 16 * 1024;
+/// A write buffer that grew past this is replaced after the burst.
+const WRITE_SPARE_KEEP_BYTES: usize = 256 * 1024;
+/// How long a closing connection may take to flush before it is aborted.
+const CLOSE_FLUSH_MAX: Duration = Duration::from_secs(5);
+
+/// Runs `f` on the shard, then sends what it queued for other cores.
+pub fn with_shard<R>(shard: &ShardRef, f: impl FnOnce(&mut Shard) -> R) -> R {
+    let mut s = shard.borrow_mut();
+    let r = f(&mut s);
+    if s.outbox.flush() {
+        drop(s);
+        schedule_outbox_retry(shard);
+    }
+    r
+}
+
+/// A receiver's queue was full: retry the flush shortly, once per core.
+fn schedule_outbox_retry(shard: &ShardRef) {
+    {
+        let mut s = shard.borrow_mut();
+        if s.outbox_retrying {
+            return;
+        }
+        s.outbox_retrying = true;
+    }
+    let shard = shard.clone();
+    monoio::spawn(async move {
+        loop {
+            monoio::time::sleep(Duration::from_millis(1)).await;
+            let mut s = shard.borrow_mut();
+            if !s.outbox.flush() {
+                s.outbox_retrying = false;
+                return;
+            }
+        }
+    });
+}
+
+/// Keeps the connection count of a core accurate whatever path a task ends by.
+struct Counted(ShardRef);
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.borrow_mut().connections -= 1;
+    }
+}
+
+/// Shuts the socket down if CONNECT has not arrived in time. Disarmed on
+/// drop, which happens before the socket is closed or moved.
+struct ConnectDeadline {
+    armed: Rc<Cell<bool>>,
+}
+
+impl ConnectDeadline {
+    fn arm(fd: RawFd, timeout: Duration) -> Self {
+        let armed = Rc::new(Cell::new(true));
+        let flag = armed.clone();
+        monoio::spawn(async move {
+            monoio::time::sleep(timeout).await;
+            if flag.get() {
+                log::info!("no CONNECT within {timeout:?}: closing");
+                // SAFETY: the flag is cleared before the owning task closes
+                // or moves the fd, so it still names this connection's socket.
+                unsafe {
+                    libc::shutdown(fd, libc::SHUT_RDWR);
+                }
+            }
+        });
+        ConnectDeadline { armed }
+    }
+}
+
+impl Drop for ConnectDeadline {
+    fn drop(&mut self) {
+        self.armed.set(false);
+    }
+}
+
+/// An accepted connection: CONNECT phase, then serve here or hand over.
+pub async fn run(shard: ShardRef, mut stream: TcpStream, peer: SocketAddr) {
+    let counted = Counted(shard.clone());
+    let (me, cores, packet_max, connect_timeout) = {
+        let s = shard.borrow();
+        (
+            s.id,
+            s.cores,
+            s.config.packet_size_max_bytes,
+            Duration::from_secs(s.config.connect_timeout_s),
+        )
+    };
+    let deadline = ConnectDeadline::arm(stream.as_raw_fd(), connect_timeout);
+    let mut buf = BytesMut::with_capacity(READ_CHUNK_BYTES);
+    let mut connect = loop {
+        match protocol::decode(&mut buf, None, packet_max) {
+            Ok(Some(Packet::Connect(c))) => break c,
+            Ok(Some(p)) => {
+                log::warn!("{peer}: first packet is {}, not CONNECT: closing", p.name());
+                return;
+            }
+            Ok(None) => {}
+            Err(DecodeError::UnsupportedProtocolLevel(level)) => {
+                log::warn!("{peer}: unsupported protocol level {level}: CONNACK 0x01");
+                refuse(&mut stream, ConnectReturnCode::UnacceptableProtocolVersion).await;
+                return;
+            }
+            Err(e) => {
+                log::warn!("{peer}: {e} in CONNECT: closing");
+                return;
+            }
+        }
+        if !matches!(read_more(&mut stream, &mut buf, packet_max).await, Ok(n) if n > 0) {
+            return;
+        }
+    };
+    if connect.client_id.is_empty() {
+        if !connect.clean_session {
+            log::warn!("{peer}: empty client id with clean session 0: CONNACK 0x02");
+            refuse(&mut stream, ConnectReturnCode::IdentifierRejected).await;
+            return;
+        }
+        connect.client_id = shard.borrow_mut().assign_client_id();
+    }
+    drop(deadline);
+    let home = home_core(&connect.client_id, cores);
+    if home == me {
+        serve(shard, stream, buf, connect, peer, counted).await;
+        return;
+    }
+    // Hand over: no op is in flight on the socket (the last read completed).
+    // SAFETY: `into_raw_fd` gives up monoio's ownership of a valid socket.
+    let fd = unsafe { OwnedFd::from_raw_fd(stream.into_raw_fd()) };
+    with_shard(&shard, |s| {
+        s.outbox.push(
+            home,
+            ShardMsg::Adopt(Box::new(Adopted {
+                fd,
+                buf,
+                connect,
+                peer,
+            })),
+        )
+    });
+    drop(counted);
+}
+
+/// On the home core: takes over a connection handed over by another core.
+/// Called from the mailbox task while the shard is borrowed: only spawns.
+pub fn adopt(shard: &ShardRef, a: Adopted) {
+    let stream = match TcpStream::from_std(std::net::TcpStream::from(a.fd)) {
+        Ok(s) => s,
+        Err(e) => {
+            log::warn!("{}: cannot adopt connection: {e}", a.peer);
+            return;
+        }
+    };
+    let counted = Counted(shard.clone());
+    monoio::spawn(serve(
+        shard.clone(),
+        stream,
+        a.buf,
+        a.connect,
+        a.peer,
+        counted,
+    ));
+}
+
+async fn refuse(stream: &mut TcpStream, code: ConnectReturnCode) {
+    let _ = stream.write_all(vec![0x20, 2, 0, code as u8]).await;
+}
+
+/// Reads once more into `buf`, with room for the whole frame being
+/// assembled. Returns the bytes read (0: end-of-file).
+async fn read_more<R: AsyncReadRent>(
+    stream: &mut R,
+    buf: &mut BytesMut,
+    packet_max: usize,
+) -> std::io::Result<usize> {
+    let want = match protocol::frame_len(buf, packet_max) {
+        Ok(Some(n)) if n > buf.len() => (n - buf.len()).max(READ_CHUNK_BYTES / 4),
+        _ => READ_CHUNK_BYTES / 4,
+    };
+    if buf.capacity() - buf.len() < want {
+        buf.reserve(want.max(READ_CHUNK_BYTES));
+    }
+    let (res, b) = stream.read(std::mem::take(buf)).await;
+    *buf = b;
+    res
+}
+
+/// Serves an accepted CONNECT on its home core until the connection ends.
+async fn serve(
+    shard: ShardRef,
+    mut stream: TcpStream,
+    mut buf: BytesMut,
+    connect: Box<Connect>,
+    peer: SocketAddr,
+    counted: Counted,
+) {
+    let _ = stream.set_nodelay(true);
+    let io = Rc::new(ConnIo::new(stream.as_raw_fd()));
+    let version = connect.version;
+    let client_id = connect.client_id.clone();
+    let accepted = with_shard(&shard, |s| s.connect(io.clone(), connect, peer));
+    let (session, generation) = match accepted {
+        Ok(x) => x,
+        Err(ConnectRefused::Code(code)) => {
+            log::info!(
+                "client {client_id} ({peer}) refused: CONNACK {:#04x}",
+                code as u8
+            );
+            refuse(&mut stream, code).await;
+            drop(counted);
+            return;
+        }
+        Err(ConnectRefused::Protocol(why)) => {
+            log::warn!("client {client_id} ({peer}): {why}: closing");
+            drop(counted);
+            return;
+        }
+    };
+    let (mut reader, writer) = stream.into_split();
+    let mut writer_task = monoio::spawn(write_loop(writer, io.clone()));
+    let conn = Conn {
+        shard: &shard,
+        session,
+        generation,
+        version,
+        client_id: &client_id,
+    };
+    let reason = conn.read_loop(&mut reader, &mut buf).await;
+    with_shard(&shard, |s| s.drop_link(session, generation, reason));
+    io.finish();
+    monoio::select! {
+        _ = &mut writer_task => {}
+        _ = monoio::time::sleep(CLOSE_FLUSH_MAX) => {
+            io.abort();
+            let _ = writer_task.await;
+        }
+    }
+    drop(reader);
+    drop(counted);
+}
+
+/// What the reader does next after processing the buffered bytes.
+enum Step {
+    NeedMore,
+    Close(CloseReason),
+    Wait(Vec<u64>, Held),
+}
+
+/// The reader side of a served connection.
+struct Conn<'a> {
+    shard: &'a ShardRef,
+    session: usize,
+    generation: u64,
+    version: ProtocolVersion,
+    client_id: &'a str,
+}
+
+impl Conn<'_> {
+    async fn read_loop<R: AsyncReadRent>(&self, reader: &mut R, buf: &mut BytesMut) -> CloseReason {
+        let packet_max = self.shard.borrow().config.packet_size_max_bytes;
+        loop {
+            loop {
+                match with_shard(self.shard, |s| self.process(s, buf, packet_max)) {
+                    Step::NeedMore => break,
+                    Step::Close(reason) => return reason,
+                    Step::Wait(tokens, held) => {
+                        std::future::poll_fn(|cx| {
+                            if self.shard.borrow_mut().acks_done(&tokens, cx.waker()) {
+                                std::task::Poll::Ready(())
+                            } else {
+                                std::task::Poll::Pending
+                            }
+                        })
+                        .await;
+                        with_shard(self.shard, |s| {
+                            s.complete(self.session, self.generation, held)
+                        });
+                    }
+                }
+            }
+            match read_more(reader, buf, packet_max).await {
+                Ok(0) => return CloseReason::Eof,
+                Ok(_) => self.shard.borrow_mut().touch(self.session, Instant::now()),
+                Err(_) => return CloseReason::Io,
+            }
+        }
+    }
+
+    /// Decodes and handles every complete packet in `buf`.
+    fn process(&self, s: &mut Shard, buf: &mut BytesMut, packet_max: usize) -> Step {
+        loop {
+            if s.sessions
+                .get(self.session)
+                .is_none_or(|x| x.generation != self.generation)
+            {
+                return Step::Close(CloseReason::Takeover);
+            }
+            match protocol::decode(buf, Some(self.version), packet_max) {
+                Ok(Some(p)) => match s.handle(self.session, self.generation, p) {
+                    Ok(Flow::Continue) => {}
+                    Ok(Flow::Disconnect) => return Step::Close(CloseReason::ClientDisconnect),
+                    Ok(Flow::Wait(tokens, held)) => return Step::Wait(tokens, held),
+                    Err(reason) => {
+                        log::warn!("client {}: {reason:?}: closing", self.client_id);
+                        return Step::Close(reason);
+                    }
+                },
+                Ok(None) => return Step::NeedMore,
+                Err(e) => {
+                    log::warn!("client {}: {e}: closing", self.client_id);
+                    return Step::Close(CloseReason::Protocol("malformed packet"));
+                }
+            }
+        }
+    }
+}
+
+/// Writes whatever the shard appended, one write per wake-up, until the
+/// connection is closing and the buffer is empty.
+async fn write_loop(mut w: TcpOwnedWriteHalf, io: Rc<ConnIo>) {
+    let mut spare = BytesMut::with_capacity(4096);
+    loop {
+        let more = std::future::poll_fn(|cx| io.poll_take(&mut spare, cx.waker())).await;
+        if !more {
+            return;
+        }
+        let (res, mut b) = w.write_all(std::mem::take(&mut spare)).await;
+        b.clear();
+        spare = if b.capacity() > WRITE_SPARE_KEEP_BYTES {
+            BytesMut::with_capacity(4096)
+        } else {
+            b
+        };
+        if res.is_err() {
+            io.close();
+            return;
+        }
+    }
+}
