@@ -1,0 +1,187 @@
+//! Publish/subscribe through rumqttc: QoS 0/1/2 both ways, wildcards, the `$`
+//! rule, QoS downgrade, ordering, unsubscribe, across one and four cores.
+
+mod common;
+use common::*;
+use std::time::Duration;
+
+const T: Duration = Duration::from_secs(5);
+
+#[tokio::test]
+async fn qos_levels_deliver_and_downgrade() {
+    for cores in CORE_COUNTS {
+        let b = Broker::start(&["--cores", cores]);
+        let n = cores.parse().unwrap();
+        for (sub_qos, pub_qos, want) in [
+            (QoS::AtMostOnce, QoS::AtMostOnce, QoS::AtMostOnce),
+            (QoS::AtLeastOnce, QoS::AtLeastOnce, QoS::AtLeastOnce),
+            (QoS::ExactlyOnce, QoS::ExactlyOnce, QoS::ExactlyOnce),
+            (QoS::AtMostOnce, QoS::ExactlyOnce, QoS::AtMostOnce),
+            (QoS::AtLeastOnce, QoS::ExactlyOnce, QoS::AtLeastOnce),
+            (QoS::ExactlyOnce, QoS::AtLeastOnce, QoS::AtLeastOnce),
+        ] {
+            // Subscriber and publisher homed on different cores when n > 1.
+            let (mut sub, _) = Client::connect(b.port, &id_on_core("qs", 0, n), true).await;
+            let (publ, _) = Client::connect(b.port, &id_on_core("qp", n - 1, n), true).await;
+            let topic = format!("q/{}/{}", sub_qos as u8, pub_qos as u8);
+            sub.subscribe(&topic, sub_qos).await;
+            publ.client
+                .publish(&topic, pub_qos, false, "hello")
+                .await
+                .unwrap();
+            let p = sub.publish_within(T).await.expect("delivered");
+            assert_eq!(p.topic, topic);
+            assert_eq!(&p.payload[..], b"hello");
+            assert_eq!(p.qos, want, "cores {cores} sub {sub_qos:?} pub {pub_qos:?}");
+            assert!(!p.retain);
+            sub.disconnect().await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn wildcards_and_dollar_topics() {
+    for cores in CORE_COUNTS {
+        let b = Broker::start(&["--cores", cores]);
+        let (mut plus, _) = Client::connect(b.port, "w-plus", true).await;
+        let (mut hash, _) = Client::connect(b.port, "w-hash", true).await;
+        let (mut all, _) = Client::connect(b.port, "w-all", true).await;
+        let (mut dollar, _) = Client::connect(b.port, "w-dollar", true).await;
+        plus.subscribe("a/+/c", QoS::AtLeastOnce).await;
+        hash.subscribe("a/#", QoS::AtLeastOnce).await;
+        all.subscribe("#", QoS::AtLeastOnce).await;
+        dollar.subscribe("$app/#", QoS::AtLeastOnce).await;
+        let (publ, _) = Client::connect(b.port, "w-pub", true).await;
+        for t in ["a/b/c", "a", "a/x/y", "$app/z"] {
+            publ.client
+                .publish(t, QoS::AtLeastOnce, false, t)
+                .await
+                .unwrap();
+        }
+        let topics = |v: Vec<rumqttc::Publish>| v.into_iter().map(|p| p.topic).collect::<Vec<_>>();
+        assert_eq!(topics(plus.publishes(1, T).await), ["a/b/c"]);
+        assert_eq!(topics(hash.publishes(3, T).await), ["a/b/c", "a", "a/x/y"]);
+        // `#` does not match `$app/z`.
+        assert_eq!(topics(all.publishes(3, T).await), ["a/b/c", "a", "a/x/y"]);
+        assert_eq!(topics(dollar.publishes(1, T).await), ["$app/z"]);
+        assert!(
+            all.publish_within(Duration::from_millis(300))
+                .await
+                .is_none()
+        );
+        assert!(
+            plus.publish_within(Duration::from_millis(100))
+                .await
+                .is_none()
+        );
+    }
+}
+
+#[tokio::test]
+async fn per_publisher_order_is_kept_across_cores() {
+    for cores in CORE_COUNTS {
+        let b = Broker::start(&["--cores", cores, "--max-inflight", "20"]);
+        let n: usize = cores.parse().unwrap();
+        let (mut sub, _) = Client::connect(b.port, &id_on_core("os", 0, n), true).await;
+        sub.subscribe("order/#", QoS::AtLeastOnce).await;
+        let (publ, _) = Client::connect(b.port, &id_on_core("op", n - 1, n), true).await;
+        let count = 500;
+        let publisher = tokio::spawn(async move {
+            for i in 0..count {
+                publ.client
+                    .publish("order/x", QoS::AtLeastOnce, false, i.to_string())
+                    .await
+                    .unwrap();
+            }
+            publ
+        });
+        let got = sub.publishes(count, Duration::from_secs(20)).await;
+        let _publ = publisher.await.unwrap();
+        let seq: Vec<usize> = got
+            .iter()
+            .map(|p| std::str::from_utf8(&p.payload).unwrap().parse().unwrap())
+            .collect();
+        assert_eq!(seq, (0..count).collect::<Vec<_>>(), "cores {cores}");
+    }
+}
+
+#[tokio::test]
+async fn unsubscribe_stops_delivery_and_overlaps_deliver_once() {
+    for cores in CORE_COUNTS {
+        let b = Broker::start(&["--cores", cores]);
+        let (mut sub, _) = Client::connect(b.port, "u-sub", true).await;
+        sub.subscribe("u/+", QoS::AtMostOnce).await;
+        sub.subscribe("u/#", QoS::AtLeastOnce).await;
+        let (publ, _) = Client::connect(b.port, "u-pub", true).await;
+        publ.client
+            .publish("u/1", QoS::AtLeastOnce, false, "one")
+            .await
+            .unwrap();
+        let p = sub.publish_within(T).await.expect("delivered");
+        // Overlapping subscriptions: one copy, at the highest granted QoS.
+        assert_eq!(p.qos, QoS::AtLeastOnce);
+        assert!(
+            sub.publish_within(Duration::from_millis(300))
+                .await
+                .is_none()
+        );
+        sub.client.unsubscribe("u/#").await.unwrap();
+        sub.client.unsubscribe("u/+").await.unwrap();
+        let mut unsubacks = 0;
+        while unsubacks < 2 {
+            match sub.next(T).await {
+                Some(Ok(Event::Incoming(Incoming::UnsubAck(_)))) => unsubacks += 1,
+                Some(Ok(_)) => {}
+                other => panic!("no UNSUBACK: {other:?}"),
+            }
+        }
+        publ.client
+            .publish("u/1", QoS::AtLeastOnce, false, "two")
+            .await
+            .unwrap();
+        assert!(
+            sub.publish_within(Duration::from_millis(500))
+                .await
+                .is_none()
+        );
+    }
+}
+
+#[test]
+fn invalid_filter_gets_suback_failure() {
+    // rumqttc refuses to send an invalid filter, so this one is raw bytes.
+    use ringmq::protocol::{Packet, QoS as Q, SubAckCode, Subscribe, SubscribeFilter};
+    let b = Broker::start(&["--cores", "1"]);
+    let mut c = Raw::connect(b.port);
+    c.mqtt_connect("bad-filter", true, 30);
+    let filters = ["a/#/b", "a/#", "a+", "$share/g", "+/x"];
+    c.send_packet(&Packet::Subscribe(Subscribe {
+        packet_id: 7,
+        filters: filters
+            .iter()
+            .map(|f| SubscribeFilter {
+                filter: (*f).into(),
+                qos: Q::AtLeastOnce,
+            })
+            .collect(),
+    }));
+    match c.recv(T) {
+        Some(Packet::SubAck(s)) => {
+            assert_eq!(s.packet_id, 7);
+            assert_eq!(
+                s.codes,
+                vec![
+                    SubAckCode::Failure,
+                    SubAckCode::Granted(Q::AtLeastOnce),
+                    SubAckCode::Failure,
+                    SubAckCode::Failure,
+                    SubAckCode::Granted(Q::AtLeastOnce),
+                ]
+            );
+        }
+        other => panic!("expected SUBACK, got {other:?}"),
+    }
+    // The connection stays usable.
+    c.send_packet(&Packet::PingReq);
+    assert_eq!(c.recv(T), Some(Packet::PingResp));
+}
