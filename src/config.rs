@@ -330,3 +330,22 @@ mod tests {
         assert_eq!(c.inflight_max, 7);
     }
 }
+
+#[cfg(test)]
+mod example_file {
+    #[test]
+    fn example_config_is_valid_and_shows_the_defaults() {
+        let text =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/ringmq.example.toml"))
+                .unwrap();
+        let mut c = super::Config::default();
+        c.apply_toml(&text).unwrap();
+        let d = super::Config::default();
+        assert_eq!(c.listen, d.listen);
+        assert_eq!(c.inflight_max, d.inflight_max);
+        assert_eq!(c.queue_messages_max, d.queue_messages_max);
+        assert_eq!(c.packet_size_max_bytes, d.packet_size_max_bytes);
+        assert_eq!(c.keepalive_max_s, d.keepalive_max_s);
+        assert_eq!(c.sys_interval_s, d.sys_interval_s);
+    }
+}

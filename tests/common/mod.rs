@@ -21,9 +21,18 @@ pub struct Broker {
 
 impl Broker {
     /// Starts `ringmq --listen 127.0.0.1:0 --log-level debug ARGS...` and
-    /// waits for its "listening on" line.
+    /// waits for its "listening on" line. `RINGMQ_TEST_IO=epoll|uring` in the
+    /// environment picks the io driver (CI runs the suite once with epoll).
     pub fn start(args: &[&str]) -> Broker {
-        let mut all = vec!["--listen", "127.0.0.1:0", "--log-level", "debug"];
+        let io = std::env::var("RINGMQ_TEST_IO").unwrap_or_else(|_| "auto".into());
+        let mut all = vec![
+            "--listen",
+            "127.0.0.1:0",
+            "--log-level",
+            "debug",
+            "--io",
+            &io,
+        ];
         all.extend_from_slice(args);
         Self::start_raw(&all)
     }
