@@ -7,8 +7,10 @@
 //! - [`broker`]: the per-core shard (sessions, local trie, retained replica),
 //!   the cross-core router (mailboxes, subscription index, client-id homes).
 //! - [`transport`]: listeners and connection I/O (TCP).
+//! - [`bench`]: the `ringmq-bench` load generator (a client of the codec).
 //! - [`server`]: starts one runtime per core and stops them on a signal.
 
+pub mod bench;
 pub mod broker;
 pub mod config;
 pub mod protocol;
