@@ -1,0 +1,90 @@
+//! Codec micro-benchmarks: PUBLISH decode/encode (64 B and 4 KiB payloads)
+//! and CONNECT decode. Run: `cargo bench --bench codec`.
+
+use bytes::{Bytes, BytesMut};
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use ringmq::protocol::{self, Connect, Packet, ProtocolVersion, QoS};
+use std::hint::black_box;
+
+fn publish_bytes(payload: usize, qos: QoS) -> BytesMut {
+    let mut b = BytesMut::new();
+    protocol::encode_publish(
+        &mut b,
+        "devices/12345/telemetry",
+        &vec![7u8; payload],
+        qos,
+        42,
+        false,
+        false,
+    );
+    b
+}
+
+fn bench_publish(c: &mut Criterion) {
+    let mut g = c.benchmark_group("publish_v311");
+    for (name, size) in [("64B", 64), ("4KiB", 4096)] {
+        let frame = publish_bytes(size, QoS::AtLeastOnce);
+        g.throughput(Throughput::Elements(1));
+        // The copy of the frame is made outside the timed part; decode itself
+        // slices the buffer without copying the payload.
+        g.bench_function(format!("decode_{name}"), |b| {
+            b.iter_batched_ref(
+                || frame.clone(),
+                |buf| {
+                    black_box(protocol::decode(buf, Some(ProtocolVersion::V311), 1 << 20).unwrap())
+                },
+                BatchSize::SmallInput,
+            )
+        });
+        let payload = vec![7u8; size];
+        let mut out = BytesMut::with_capacity(1 << 20);
+        g.bench_function(format!("encode_{name}"), |b| {
+            b.iter(|| {
+                if out.len() > (1 << 19) {
+                    out.clear();
+                }
+                protocol::encode_publish(
+                    &mut out,
+                    "devices/12345/telemetry",
+                    black_box(&payload),
+                    QoS::AtLeastOnce,
+                    42,
+                    false,
+                    false,
+                );
+            })
+        });
+    }
+    g.finish();
+}
+
+fn bench_connect(c: &mut Criterion) {
+    let mut frame = BytesMut::new();
+    protocol::encode(
+        &Packet::Connect(Box::new(Connect {
+            version: ProtocolVersion::V311,
+            clean_session: false,
+            keep_alive_s: 60,
+            client_id: "client_id_test_10007".into(),
+            will: Some(protocol::Will {
+                topic: "status/10007".into(),
+                payload: Bytes::from_static(b"offline"),
+                qos: QoS::AtLeastOnce,
+                retain: true,
+            }),
+            username: Some("user".into()),
+            password: Some(Bytes::from_static(b"secret")),
+        })),
+        &mut frame,
+    );
+    c.bench_function("connect_v311/decode", |b| {
+        b.iter_batched_ref(
+            || frame.clone(),
+            |buf| black_box(protocol::decode(buf, None, 1 << 20).unwrap()),
+            BatchSize::SmallInput,
+        )
+    });
+}
+
+criterion_group!(benches, bench_publish, bench_connect);
+criterion_main!(benches);
