@@ -128,3 +128,6 @@ pub enum ShardMsg {
     /// Stop accepting, close every connection, exit the runtime.
     Shutdown,
 }
+
+#[cfg(test)]
+mod tests;
