@@ -66,14 +66,16 @@ pub fn start(config: Config) -> io::Result<Server> {
     log::info!("no authentication configured: every client is accepted");
     let boxes = mailbox::mailboxes(cores);
     let stop = Arc::new(AtomicBool::new(false));
+    let connections_total = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let config = Arc::new(config);
     let mut threads = Vec::with_capacity(cores);
     for (id, ls) in listeners.into_iter().enumerate() {
         let (config, boxes, stop) = (config.clone(), boxes.clone(), stop.clone());
+        let total = connections_total.clone();
         threads.push(
             std::thread::Builder::new()
                 .name(format!("ringmq-core-{id}"))
-                .spawn(move || core_main(id, config, boxes, ls, stop, io_mode))?,
+                .spawn(move || core_main(id, config, boxes, ls, stop, io_mode, total))?,
         );
     }
     Ok(Server {
@@ -117,6 +119,7 @@ fn core_main(
     listeners: Vec<std::net::TcpListener>,
     stop: Arc<AtomicBool>,
     io_mode: IoMode,
+    connections_total: Arc<std::sync::atomic::AtomicUsize>,
 ) {
     pin_to_cpu(id);
     type Rt = monoio::FusionRuntime<
@@ -141,7 +144,7 @@ fn core_main(
             std::process::exit(1);
         }
     };
-    rt.block_on(core_async(id, config, boxes, listeners, stop));
+    rt.block_on(core_async(id, config, boxes, listeners, stop, connections_total));
 }
 
 async fn core_async(
@@ -150,6 +153,7 @@ async fn core_async(
     boxes: Mailboxes,
     listeners: Vec<std::net::TcpListener>,
     stop: Arc<AtomicBool>,
+    connections_total: Arc<std::sync::atomic::AtomicUsize>,
 ) {
     let sys_interval_s = config.sys_interval_s;
     let shard: ShardRef = Rc::new(RefCell::new(Shard::new(
@@ -157,6 +161,7 @@ async fn core_async(
         config,
         Outbox::new(id, boxes.clone()),
     )));
+    shard.borrow_mut().connections_total = connections_total;
     let canceller = monoio::io::Canceller::new();
     for l in listeners {
         match monoio::net::TcpListener::from_std(l) {
@@ -215,7 +220,9 @@ async fn ticker(shard: ShardRef, sys_interval_s: u64) {
             if s.shutting_down {
                 return true;
             }
-            s.check_keepalive(Instant::now());
+            let now = Instant::now();
+            s.check_keepalive(now);
+            s.check_connect_deadlines(now);
             if sys_interval_s > 0 && seconds.is_multiple_of(sys_interval_s) {
                 s.sys_tick();
             }

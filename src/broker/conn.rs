@@ -9,7 +9,36 @@
 use bytes::BytesMut;
 use std::cell::{Cell, RefCell};
 use std::os::fd::RawFd;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::Waker;
+
+/// One connection's place in the process-wide connection count (the
+/// `max_connections` limit is a total over all cores). Taken at accept,
+/// given back on drop; travels with the socket when it changes core.
+pub struct ConnSlot(Arc<AtomicUsize>);
+
+impl ConnSlot {
+    /// Takes a slot if fewer than `max` are taken.
+    pub fn take(total: &Arc<AtomicUsize>, max: usize) -> Option<ConnSlot> {
+        let mut cur = total.load(Ordering::Relaxed);
+        loop {
+            if cur >= max {
+                return None;
+            }
+            match total.compare_exchange_weak(cur, cur + 1, Ordering::AcqRel, Ordering::Relaxed) {
+                Ok(_) => return Some(ConnSlot(total.clone())),
+                Err(now) => cur = now,
+            }
+        }
+    }
+}
+
+impl Drop for ConnSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
 
 pub struct ConnIo {
     out: RefCell<BytesMut>,
@@ -59,7 +88,7 @@ impl ConnIo {
     /// owns the socket, so `fd` cannot have been reused.
     pub fn close(&self) {
         if !self.closing.replace(true) {
-            // SAFETY-free: shutdown(2) on an fd this connection still owns.
+            // SAFETY: shutdown(2) on an fd this connection still owns (see above).
             unsafe {
                 libc::shutdown(self.fd, libc::SHUT_RD);
             }
@@ -82,6 +111,7 @@ impl ConnIo {
     /// read gets an error and ends.
     pub fn abort(&self) {
         self.closing.set(true);
+        // SAFETY: called by the reader task, which still owns the socket.
         unsafe {
             libc::shutdown(self.fd, libc::SHUT_RDWR);
         }

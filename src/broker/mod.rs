@@ -68,6 +68,8 @@ pub struct Adopted {
     pub buf: BytesMut,
     pub connect: Box<Connect>,
     pub peer: SocketAddr,
+    /// Its place in the total connection count.
+    pub slot: conn::ConnSlot,
 }
 
 /// Per-core counters, summed over cores for `$SYS`.

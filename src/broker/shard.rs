@@ -114,6 +114,11 @@ pub struct Shard {
     /// Connections accepted on this core and not yet closed (including ones
     /// handed to another core until they leave).
     pub connections: usize,
+    /// Connections of the whole process (the `max_connections` limit).
+    pub connections_total: Arc<std::sync::atomic::AtomicUsize>,
+    /// Sockets still waiting for their CONNECT: fd and deadline. Entries
+    /// are removed by their connection task before the socket closes.
+    pub connecting: Slab<(std::os::fd::RawFd, Instant)>,
     pub shutting_down: bool,
     next_assigned_id: u64,
     pub(super) sys: super::sys::SysState,
@@ -140,6 +145,8 @@ impl Shard {
             scratch: Vec::new(),
             stats: ShardStats::default(),
             connections: 0,
+            connections_total: Arc::default(),
+            connecting: Slab::new(),
             shutting_down: false,
             next_assigned_id: 0,
             sys: super::sys::SysState::new(cores),
@@ -230,7 +237,9 @@ impl Shard {
             .trie
             .get(filter)
             .and_then(|e| e.shared.iter().find(|g| &*g.group == group))
-            .and_then(|g| pick_shared(g, me));
+            // The sending core chose this core: a local member takes it; only
+            // a group that left this core meanwhile is forwarded.
+            .and_then(|g| pick_member(g).map(SharedTarget::Local).or_else(|| pick_shared(g, me)));
         match target {
             Some(SharedTarget::Local(s)) => self.deliver_one(s.session, &msg, s.qos, false),
             Some(SharedTarget::Remote(core, share)) if (hops as usize) < self.cores => {
@@ -619,8 +628,29 @@ impl Shard {
         }
     }
 
+    /// Shuts down sockets that did not send CONNECT in time. The entry stays
+    /// until its task removes it (its deadline moves out of reach).
+    pub fn check_connect_deadlines(&mut self, now: Instant) {
+        for (_, (fd, deadline)) in self.connecting.iter_mut() {
+            if *deadline <= now {
+                log::info!("no CONNECT within {}s: closing", self.config.connect_timeout_s);
+                // SAFETY: the entry exists, so its task still owns the open socket.
+                unsafe {
+                    libc::shutdown(*fd, libc::SHUT_RDWR);
+                }
+                *deadline = now + std::time::Duration::from_secs(3600);
+            }
+        }
+    }
+
     /// Closes every connection (server shutdown).
     pub fn close_all(&mut self) {
+        for (_, (fd, _)) in self.connecting.iter() {
+            // SAFETY: as in `check_connect_deadlines`.
+            unsafe {
+                libc::shutdown(*fd, libc::SHUT_RDWR);
+            }
+        }
         let live: Vec<(usize, u64)> = self
             .sessions
             .iter()
@@ -672,14 +702,22 @@ fn pick_shared(g: &SharedGroup, me: usize) -> Option<SharedTarget> {
     let i = g.next_core.get() % n;
     g.next_core.set(g.next_core.get().wrapping_add(1));
     if local && i == 0 {
-        let m = g.next_member.get() % g.members.len();
-        g.next_member.set(g.next_member.get().wrapping_add(1));
-        return g.members.get(m).copied().map(SharedTarget::Local);
+        return pick_member(g).map(SharedTarget::Local);
     }
     let k = if local { i - 1 } else { i };
     let core = bits(g.remote).nth(k)?;
     debug_assert_ne!(core, me);
     Some(SharedTarget::Remote(core, g.share.clone()))
+}
+
+/// The next local member of a group, round-robin.
+fn pick_member(g: &SharedGroup) -> Option<LocalSub> {
+    if g.members.is_empty() {
+        return None;
+    }
+    let m = g.next_member.get() % g.members.len();
+    g.next_member.set(g.next_member.get().wrapping_add(1));
+    g.members.get(m).copied()
 }
 
 /// The indexes of the set bits of `mask`, lowest first.

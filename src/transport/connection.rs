@@ -13,7 +13,7 @@
 //! Closing never drops a read in flight (io_uring may still complete it):
 //! the shard shuts the socket's read side and the read returns end-of-file.
 
-use crate::broker::conn::ConnIo;
+use crate::broker::conn::{ConnIo, ConnSlot};
 use crate::broker::handle::{Flow, Held};
 use crate::broker::handle_connect::ConnectRefused;
 use crate::broker::shard::{CloseReason, Shard, ShardRef};
@@ -23,7 +23,6 @@ use bytes::BytesMut;
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt, Splitable};
 use monoio::net::TcpStream;
 use monoio::net::tcp::TcpOwnedWriteHalf;
-use std::cell::Cell;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::rc::Rc;
@@ -78,39 +77,33 @@ impl Drop for Counted {
     }
 }
 
-/// Shuts the socket down if CONNECT has not arrived in time. Disarmed on
-/// drop, which happens before the socket is closed or moved.
+/// Registers a socket waiting for CONNECT with the shard, whose ticker shuts
+/// it down at the deadline (and `close_all` at shutdown). Unregistered on
+/// drop, which happens before the socket is closed or moved, so the shard
+/// never shuts down an fd that has been reused.
 struct ConnectDeadline {
-    armed: Rc<Cell<bool>>,
+    shard: ShardRef,
+    key: usize,
 }
 
 impl ConnectDeadline {
-    fn arm(fd: RawFd, timeout: Duration) -> Self {
-        let armed = Rc::new(Cell::new(true));
-        let flag = armed.clone();
-        monoio::spawn(async move {
-            monoio::time::sleep(timeout).await;
-            if flag.get() {
-                log::info!("no CONNECT within {timeout:?}: closing");
-                // SAFETY: the flag is cleared before the owning task closes
-                // or moves the fd, so it still names this connection's socket.
-                unsafe {
-                    libc::shutdown(fd, libc::SHUT_RDWR);
-                }
-            }
-        });
-        ConnectDeadline { armed }
+    fn arm(shard: &ShardRef, fd: RawFd, timeout: Duration) -> Self {
+        let key = shard.borrow_mut().connecting.insert((fd, Instant::now() + timeout));
+        ConnectDeadline {
+            shard: shard.clone(),
+            key,
+        }
     }
 }
 
 impl Drop for ConnectDeadline {
     fn drop(&mut self) {
-        self.armed.set(false);
+        self.shard.borrow_mut().connecting.try_remove(self.key);
     }
 }
 
 /// An accepted connection: CONNECT phase, then serve here or hand over.
-pub async fn run(shard: ShardRef, mut stream: TcpStream, peer: SocketAddr) {
+pub async fn run(shard: ShardRef, mut stream: TcpStream, peer: SocketAddr, slot: ConnSlot) {
     let counted = Counted(shard.clone());
     let (me, cores, packet_max, connect_timeout) = {
         let s = shard.borrow();
@@ -121,7 +114,7 @@ pub async fn run(shard: ShardRef, mut stream: TcpStream, peer: SocketAddr) {
             Duration::from_secs(s.config.connect_timeout_s),
         )
     };
-    let deadline = ConnectDeadline::arm(stream.as_raw_fd(), connect_timeout);
+    let deadline = ConnectDeadline::arm(&shard, stream.as_raw_fd(), connect_timeout);
     let mut buf = BytesMut::with_capacity(READ_CHUNK_BYTES);
     let mut connect = loop {
         match protocol::decode(&mut buf, None, packet_max) {
@@ -156,7 +149,7 @@ pub async fn run(shard: ShardRef, mut stream: TcpStream, peer: SocketAddr) {
     drop(deadline);
     let home = home_core(&connect.client_id, cores);
     if home == me {
-        serve(shard, stream, buf, connect, peer, counted).await;
+        serve(shard, stream, buf, connect, peer, (counted, slot)).await;
         return;
     }
     // Hand over: no op is in flight on the socket (the last read completed).
@@ -170,6 +163,7 @@ pub async fn run(shard: ShardRef, mut stream: TcpStream, peer: SocketAddr) {
                 buf,
                 connect,
                 peer,
+                slot,
             })),
         )
     });
@@ -193,7 +187,7 @@ pub fn adopt(shard: &ShardRef, a: Adopted) {
         a.buf,
         a.connect,
         a.peer,
-        counted,
+        (counted, a.slot),
     ));
 }
 
@@ -227,7 +221,7 @@ async fn serve(
     mut buf: BytesMut,
     connect: Box<Connect>,
     peer: SocketAddr,
-    counted: Counted,
+    counted: (Counted, ConnSlot),
 ) {
     let _ = stream.set_nodelay(true);
     let io = Rc::new(ConnIo::new(stream.as_raw_fd()));

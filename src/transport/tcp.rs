@@ -54,9 +54,9 @@ pub async fn accept_loop(
     listener: monoio::net::TcpListener,
     cancel: monoio::io::CancelHandle,
 ) {
-    let per_core_max = {
+    let (max, total) = {
         let s = shard.borrow();
-        s.config.connections_max.div_ceil(s.cores)
+        (s.config.connections_max, s.connections_total.clone())
     };
     loop {
         let (stream, peer) = match listener.cancelable_accept(cancel.clone()).await {
@@ -75,12 +75,12 @@ pub async fn accept_loop(
         if s.shutting_down {
             return;
         }
-        if s.connections >= per_core_max {
-            log::warn!("{peer}: connection limit ({per_core_max} per core) reached: closing");
+        let Some(slot) = crate::broker::conn::ConnSlot::take(&total, max) else {
+            log::warn!("{peer}: connection limit ({max}) reached: closing");
             continue;
-        }
+        };
         s.connections += 1;
         drop(s);
-        monoio::spawn(super::connection::run(shard.clone(), stream, peer));
+        monoio::spawn(super::connection::run(shard.clone(), stream, peer, slot));
     }
 }
