@@ -185,3 +185,52 @@ fn invalid_filter_gets_suback_failure() {
     c.send_packet(&Packet::PingReq);
     assert_eq!(c.recv(T), Some(Packet::PingResp));
 }
+
+#[test]
+fn packets_split_across_reads_arrive_intact() {
+    // Regression: a frame that arrives in pieces must be reassembled, not
+    // overwritten by the next read.
+    use ringmq::protocol::{Packet, QoS as Q};
+    for cores in CORE_COUNTS {
+        let b = Broker::start(&["--cores", cores]);
+        let mut sub = Raw::connect(b.port);
+        sub.mqtt_connect("split-sub", true, 30);
+        sub.send_packet(&subscribe_packet(1, "split/#", Q::AtLeastOnce));
+        assert!(matches!(sub.recv(T), Some(Packet::SubAck(_))));
+        let mut publ = Raw::connect(b.port);
+        publ.mqtt_connect("split-pub", true, 30);
+        let big: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        for (i, payload) in [b"small payload".to_vec(), big.clone()]
+            .into_iter()
+            .enumerate()
+        {
+            let mut bytes = bytes::BytesMut::new();
+            ringmq::protocol::encode(
+                &publish_packet("split/x", &payload, Q::AtLeastOnce, 10 + i as u16, false),
+                &mut bytes,
+            );
+            // Byte by byte for the header, then in uneven pieces.
+            let (head, rest) = bytes.split_at(5);
+            for byte in head {
+                publ.send(&[*byte]);
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            for piece in rest.chunks(7919) {
+                publ.send(piece);
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            assert_eq!(publ.recv(T), Some(Packet::PubAck(10 + i as u16)));
+            match sub.recv(T) {
+                Some(Packet::Publish(p)) => {
+                    assert_eq!(&*p.topic, "split/x");
+                    assert!(
+                        p.payload == payload,
+                        "payload {i} corrupted (cores {cores})"
+                    );
+                    sub.send_packet(&Packet::PubAck(p.packet_id));
+                }
+                other => panic!("expected PUBLISH, got {other:?}"),
+            }
+        }
+    }
+}

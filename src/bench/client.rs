@@ -11,6 +11,7 @@ use super::stats::{self, Counter, Counters, Histogram, SeqTracker};
 use super::{Plan, Role, ThreadResult};
 use crate::protocol::{self, Connect, Packet, ProtocolVersion, QoS, Subscribe, SubscribeFilter};
 use bytes::BytesMut;
+use monoio::buf::IoBufMut;
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt, Splitable};
 use monoio::net::TcpStream;
 use std::cell::{Cell, RefCell};
@@ -315,8 +316,10 @@ async fn read_more<R: AsyncReadRent>(reader: &mut R, buf: &mut BytesMut) -> bool
     if buf.capacity() - buf.len() < READ_CHUNK_BYTES / 4 {
         buf.reserve(READ_CHUNK_BYTES);
     }
-    let (res, b) = reader.read(std::mem::take(buf)).await;
-    *buf = b;
+    // monoio reads into the start of a BytesMut: read into the spare part.
+    let len = buf.len();
+    let (res, slice) = reader.read(std::mem::take(buf).slice_mut(len..)).await;
+    *buf = slice.into_inner();
     matches!(res, Ok(n) if n > 0)
 }
 

@@ -275,9 +275,16 @@ fn run(common: CommonArgs, role: Role, remaining: Option<AtomicU64>) -> i32 {
     let mut last = [0u64; COUNTER_NAMES.len()];
     let mut tick = 0u64;
     let total = |i: usize| counters.iter().map(|c| c.get(i)).sum::<u64>();
+    // When the last successful connect was seen (connect rate = count / this).
+    let (mut connected, mut connect_done_s) = (0u64, 0f64);
     loop {
-        std::thread::sleep(Duration::from_millis(100));
+        std::thread::sleep(Duration::from_millis(10));
         let elapsed = started.elapsed();
+        let now_connected = total(stats::Counter::ConnectSucc as usize);
+        if now_connected != connected {
+            connected = now_connected;
+            connect_done_s = elapsed.as_secs_f64();
+        }
         if elapsed.as_secs() > tick {
             tick = elapsed.as_secs();
             for (i, name) in COUNTER_NAMES.iter().enumerate() {
@@ -304,7 +311,8 @@ fn run(common: CommonArgs, role: Role, remaining: Option<AtomicU64>) -> i32 {
             seq.merge(r.seq);
         }
     }
-    let summary = Summary::new(&plan, elapsed_s, total, &latency, &seq);
+    let mut summary = Summary::new(&plan, elapsed_s, total, &latency, &seq);
+    summary.connect_done_s = connect_done_s;
     if common.json {
         println!("{}", summary.json());
     } else {
@@ -324,6 +332,7 @@ struct Summary {
     lost_gaps: u64,
     duplicated: u64,
     out_of_order: u64,
+    connect_done_s: f64,
 }
 
 impl Summary {
@@ -357,6 +366,7 @@ impl Summary {
             lost_gaps: seq.gaps(),
             duplicated: seq.duplicated,
             out_of_order: seq.out_of_order,
+            connect_done_s: 0.0,
         }
     }
 
@@ -408,6 +418,7 @@ impl Summary {
             "lost": self.lost_gaps,
             "duplicated": self.duplicated,
             "out_of_order": self.out_of_order,
+            "connect_done_s": self.connect_done_s,
         })
         .to_string()
     }

@@ -20,6 +20,7 @@ use crate::broker::shard::{CloseReason, Shard, ShardRef};
 use crate::broker::{Adopted, ShardMsg, home_core};
 use crate::protocol::{self, Connect, ConnectReturnCode, DecodeError, Packet, ProtocolVersion};
 use bytes::BytesMut;
+use monoio::buf::IoBufMut;
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt, Splitable};
 use monoio::net::TcpStream;
 use monoio::net::tcp::TcpOwnedWriteHalf;
@@ -88,7 +89,10 @@ struct ConnectDeadline {
 
 impl ConnectDeadline {
     fn arm(shard: &ShardRef, fd: RawFd, timeout: Duration) -> Self {
-        let key = shard.borrow_mut().connecting.insert((fd, Instant::now() + timeout));
+        let key = shard
+            .borrow_mut()
+            .connecting
+            .insert((fd, Instant::now() + timeout));
         ConnectDeadline {
             shard: shard.clone(),
             key,
@@ -209,8 +213,11 @@ async fn read_more<R: AsyncReadRent>(
     if buf.capacity() - buf.len() < want {
         buf.reserve(want.max(READ_CHUNK_BYTES));
     }
-    let (res, b) = stream.read(std::mem::take(buf)).await;
-    *buf = b;
+    // monoio reads into the start of a BytesMut; a slice from `len` keeps the
+    // bytes of a partial frame and appends after them.
+    let len = buf.len();
+    let (res, slice) = stream.read(std::mem::take(buf).slice_mut(len..)).await;
+    *buf = slice.into_inner();
     res
 }
 
