@@ -144,7 +144,14 @@ fn core_main(
             std::process::exit(1);
         }
     };
-    rt.block_on(core_async(id, config, boxes, listeners, stop, connections_total));
+    rt.block_on(core_async(
+        id,
+        config,
+        boxes,
+        listeners,
+        stop,
+        connections_total,
+    ));
 }
 
 async fn core_async(

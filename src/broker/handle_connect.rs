@@ -110,7 +110,7 @@ impl Shard {
         self.stats.clients_connected += 1;
         let config = self.config.clone();
         if session_present {
-            s.resend_inflight(&config);
+            self.stats.messages_sent += s.resend_inflight(&config) as u64;
         }
         Ok((key, generation))
     }

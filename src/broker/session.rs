@@ -266,11 +266,17 @@ impl Session {
 
     /// After a reconnect of a persistent session: re-send every unacknowledged
     /// PUBLISH with DUP set and every PUBREL, with their original packet ids,
-    /// in their original order, then fill the window from the queue.
-    pub fn resend_inflight(&mut self, config: &Config) {
+    /// in their original order, then fill the window from the queue. Returns
+    /// the number of PUBLISH packets written.
+    pub fn resend_inflight(&mut self, config: &Config) -> usize {
         let Some(io) = self.live_io().cloned() else {
-            return;
+            return 0;
         };
+        let resent = self
+            .inflight
+            .iter()
+            .filter(|m| m.state != InflightState::AwaitPubComp)
+            .count();
         for m in &self.inflight {
             match m.state {
                 InflightState::AwaitPubAck | InflightState::AwaitPubRec => io.write(|b| {
@@ -289,7 +295,7 @@ impl Session {
                 }
             }
         }
-        self.fill_window(config);
+        resent + self.fill_window(config)
     }
 
     /// Forgets messages (a clean session starting over).

@@ -239,7 +239,11 @@ impl Shard {
             .and_then(|e| e.shared.iter().find(|g| &*g.group == group))
             // The sending core chose this core: a local member takes it; only
             // a group that left this core meanwhile is forwarded.
-            .and_then(|g| pick_member(g).map(SharedTarget::Local).or_else(|| pick_shared(g, me)));
+            .and_then(|g| {
+                pick_member(g)
+                    .map(SharedTarget::Local)
+                    .or_else(|| pick_shared(g, me))
+            });
         match target {
             Some(SharedTarget::Local(s)) => self.deliver_one(s.session, &msg, s.qos, false),
             Some(SharedTarget::Remote(core, share)) if (hops as usize) < self.cores => {
@@ -633,7 +637,10 @@ impl Shard {
     pub fn check_connect_deadlines(&mut self, now: Instant) {
         for (_, (fd, deadline)) in self.connecting.iter_mut() {
             if *deadline <= now {
-                log::info!("no CONNECT within {}s: closing", self.config.connect_timeout_s);
+                log::info!(
+                    "no CONNECT within {}s: closing",
+                    self.config.connect_timeout_s
+                );
                 // SAFETY: the entry exists, so its task still owns the open socket.
                 unsafe {
                     libc::shutdown(*fd, libc::SHUT_RDWR);
