@@ -54,7 +54,13 @@ fn bench_mailbox(c: &mut Criterion) {
             let target = seen.load(Ordering::Relaxed) + iters;
             let start = Instant::now();
             for i in 0..iters {
-                outbox.push(1, ShardMsg::Publish(msg.clone()));
+                outbox.push(
+                    1,
+                    ShardMsg::Publish {
+                        msg: msg.clone(),
+                        origin: None,
+                    },
+                );
                 if i % 64 == 63 {
                     while outbox.flush() {
                         std::hint::spin_loop();

@@ -48,6 +48,12 @@ pub struct Config {
     pub queue_full_policy: QueueFullPolicy,
     /// Queue QoS 0 messages for offline persistent sessions (mosquitto: off).
     pub queue_qos0_offline: bool,
+    /// Pause publishers while a connected subscriber's queue is full instead
+    /// of dropping QoS 1/2 messages for it.
+    pub backpressure: bool,
+    /// A congested subscriber that acknowledges nothing for this long is
+    /// stalled: its publishers are released and the drop policy applies.
+    pub stall_timeout_s: u64,
     /// Bytes waiting in a connection's write buffer above which QoS 0
     /// messages for it are dropped (a stalled reader costs only itself).
     pub write_buffer_max_bytes: usize,
@@ -73,6 +79,8 @@ impl Default for Config {
             queue_messages_max: 1000,
             queue_full_policy: QueueFullPolicy::DropNew,
             queue_qos0_offline: false,
+            backpressure: true,
+            stall_timeout_s: 5,
             write_buffer_max_bytes: 1024 * 1024,
             keepalive_max_s: u16::MAX,
             connect_timeout_s: 10,
@@ -119,6 +127,12 @@ pub struct Cli {
     pub max_queued_messages: Option<u64>,
     #[arg(long, value_enum)]
     pub queue_full_policy: Option<QueueFullPolicy>,
+    /// true: pause publishers of a congested connected subscriber; false: drop.
+    #[arg(long, value_name = "BOOL")]
+    pub backpressure: Option<bool>,
+    /// Seconds without an acknowledgement after which a congested subscriber is stalled.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub stall_timeout: Option<u64>,
     /// Seconds; larger client keepalives are refused.
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=65_535))]
     pub max_keepalive: Option<u64>,
@@ -200,6 +214,12 @@ impl Config {
                     self.queue_messages_max = int_in(key, v, 0, 10_000_000)? as usize
                 }
                 "queue_full_policy" => self.queue_full_policy = enum_value(key, v)?,
+                "backpressure" => {
+                    self.backpressure = v
+                        .as_bool()
+                        .ok_or_else(|| key_error(key, "true or false", v))?
+                }
+                "stall_timeout" => self.stall_timeout_s = int_in(key, v, 1, 3600)?,
                 "queue_qos0_messages" => {
                     self.queue_qos0_offline = v
                         .as_bool()
@@ -251,6 +271,12 @@ impl Config {
         }
         if let Some(v) = cli.queue_full_policy {
             self.queue_full_policy = v;
+        }
+        if let Some(v) = cli.backpressure {
+            self.backpressure = v;
+        }
+        if let Some(v) = cli.stall_timeout {
+            self.stall_timeout_s = v;
         }
         if let Some(v) = cli.max_keepalive {
             self.keepalive_max_s = v as u16;

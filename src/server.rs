@@ -230,6 +230,8 @@ async fn ticker(shard: ShardRef, sys_interval_s: u64) {
             let now = Instant::now();
             s.check_keepalive(now);
             s.check_connect_deadlines(now);
+            s.now = now;
+            s.check_stalled(now);
             if sys_interval_s > 0 && seconds.is_multiple_of(sys_interval_s) {
                 s.sys_tick();
             }

@@ -982,6 +982,10 @@ fn window_and_queue(policy: &str, want_live: &[&str], want_offline: &[&str]) {
                 "3",
                 "--queue-full-policy",
                 policy,
+                // The drop policy of a connected session, as without back-pressure
+                // (tests/backpressure.rs covers the default).
+                "--backpressure",
+                "false",
                 "--sys-interval",
                 "1",
             ],

@@ -2,9 +2,9 @@
 //! Validation happened in the codec; here: QoS handshakes, exactly-once
 //! bookkeeping, and the hand-off to routing.
 
-use super::Message;
 use super::handle::Flow;
 use super::shard::{CloseReason, Shard};
+use super::{Message, Origin};
 use crate::protocol::{self, Packet, Publish, QoS};
 
 impl Shard {
@@ -28,12 +28,20 @@ impl Shard {
         // Clients may not publish into the broker's own `$SYS` tree.
         if fresh && !p.topic.starts_with("$SYS/") {
             self.stats.messages_received += 1;
-            self.publish(Message {
-                topic: p.topic,
-                payload: p.payload,
-                qos: p.qos,
-                retain: p.retain,
+            let origin = self.sessions.get(session).map(|s| Origin {
+                core: self.id,
+                session,
+                generation: s.generation,
             });
+            self.publish(
+                Message {
+                    topic: p.topic,
+                    payload: p.payload,
+                    qos: p.qos,
+                    retain: p.retain,
+                },
+                origin,
+            );
         }
         if let Some(ack) = ack
             && let Some(io) = self.live_io(session)
@@ -67,6 +75,7 @@ impl Shard {
             && s.on_puback(packet_id)
         {
             self.stats.messages_sent += s.fill_window(&config) as u64;
+            self.progress(session);
         }
         Ok(Flow::Continue)
     }
@@ -78,6 +87,7 @@ impl Shard {
     ) -> Result<Flow, CloseReason> {
         if let Some(s) = self.sessions.get_mut(session) {
             s.on_pubrec(packet_id);
+            self.progress(session);
         }
         Ok(Flow::Continue)
     }
@@ -92,6 +102,7 @@ impl Shard {
             && s.on_pubcomp(packet_id)
         {
             self.stats.messages_sent += s.fill_window(&config) as u64;
+            self.progress(session);
         }
         Ok(Flow::Continue)
     }

@@ -85,6 +85,8 @@ pub struct ShardStats {
     pub dropped_queue_full: u64,
     /// QoS 0 messages dropped because the client's write buffer was full.
     pub dropped_write_buffer_full: u64,
+    /// Times a publisher was paused by a congested subscriber.
+    pub publisher_pauses: u64,
 }
 
 impl std::ops::AddAssign for ShardStats {
@@ -97,20 +99,39 @@ impl std::ops::AddAssign for ShardStats {
         self.messages_sent += o.messages_sent;
         self.dropped_queue_full += o.dropped_queue_full;
         self.dropped_write_buffer_full += o.dropped_write_buffer_full;
+        self.publisher_pauses += o.publisher_pauses;
     }
+}
+
+/// The client connection a publish came from, so that a congested
+/// subscriber on any core can pause it (back-pressure).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Origin {
+    pub core: usize,
+    pub session: usize,
+    pub generation: u64,
 }
 
 /// Everything one core sends another. Sent in batches through [`mailbox`].
 pub enum ShardMsg {
     /// Deliver to this core's subscribers of plain (non-shared) filters.
-    Publish(Message),
+    Publish {
+        msg: Message,
+        origin: Option<Origin>,
+    },
     /// Deliver to one member of shared group `share` (`$share/g/f`) on this
     /// core; `hops` counts forwards when the group has left this core.
     SharedPublish {
         msg: Message,
         share: ByteString,
         hops: u8,
+        origin: Option<Origin>,
     },
+    /// A subscriber here is congested by publisher `Origin` (which lives on
+    /// the receiving core): stop reading it until the matching `Resume`.
+    Pause(Origin),
+    /// The congestion that caused a `Pause` is over.
+    Resume(Origin),
     /// The sender gained its first subscriber for `filter` (plain or
     /// `$share/..`); reply `IndexAck { token }` once recorded.
     IndexAdd { filter: ByteString, token: u64 },

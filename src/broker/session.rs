@@ -3,12 +3,20 @@
 //! any. Lives in its home core's slab; only that core touches it.
 //!
 //! Invariants: `inflight.len() <= inflight_max`; `queue.len() <=
-//! queue_messages_max`; a packet id appears at most once in `inflight`;
-//! while `queue` is non-empty the window is full or the client is offline
-//! (so messages leave in the order they arrived).
+//! queue_messages_max + OVERFLOW_MESSAGES_MAX`; a packet id appears at most
+//! once in `inflight`; while `queue` is non-empty the window is full or the
+//! client is offline (so messages leave in the order they arrived).
+//!
+//! Back-pressure: when the queue of a *connected* session is full, a QoS 1/2
+//! message is still queued (beyond the limit, up to `OVERFLOW_MESSAGES_MAX`)
+//! and the publisher that sent it is paused (`blocked`); the publishers are
+//! resumed when the queue has drained to half, when the session disconnects,
+//! or when it has made no progress for `stall_timeout` (it is then `stalled`
+//! and the drop policy applies, so a dead subscriber cannot hold publishers
+//! forever). Offline sessions always use the drop policy.
 
-use super::Message;
 use super::conn::ConnIo;
+use super::{Message, Origin};
 use crate::config::{Config, QueueFullPolicy};
 use crate::protocol::{self, ProtocolVersion, QoS, Will};
 use ahash::{AHashMap, AHashSet};
@@ -36,6 +44,13 @@ pub struct Inflight {
     pub state: InflightState,
 }
 
+/// Messages a congested connected session may queue beyond
+/// `queue_messages_max` while its publishers are being paused. Each paused
+/// publisher overshoots by at most the rest of one read batch, so this is
+/// only reached with thousands of publishers on one subscriber; past it the
+/// drop policy applies.
+pub const OVERFLOW_MESSAGES_MAX: usize = 65_536;
+
 /// What happened to one delivery (the shard counts these).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Delivery {
@@ -43,6 +58,8 @@ pub enum Delivery {
     Sent,
     /// Kept in the session queue (window full, or offline).
     Queued,
+    /// Queued beyond the limit: the publisher must be paused.
+    QueuedOverLimit,
     /// Dropped: the queue was full (the drop policy applied).
     DroppedQueueFull,
     /// QoS 0 dropped: the connection's write buffer was full.
@@ -76,6 +93,17 @@ pub struct Session {
     next_packet_id: u16,
     /// Incoming QoS 2 packet ids: PUBREC sent, PUBREL not yet received.
     pub incoming_qos2: AHashSet<u16>,
+    /// As a publisher: pauses imposed by congested subscribers. The reader
+    /// reads nothing more while this is non-zero.
+    pub paused: u32,
+    /// The reader task waiting for `paused` to reach zero.
+    pub reader: Option<std::task::Waker>,
+    /// As a subscriber: the publishers paused because of this session.
+    pub blocked: Vec<Origin>,
+    /// Since when the session has been congested without progress.
+    pub congested_since: Option<Instant>,
+    /// No progress for `stall_timeout`: the drop policy applies until it acks again.
+    pub stalled: bool,
 }
 
 impl Session {
@@ -90,6 +118,11 @@ impl Session {
             queue: VecDeque::new(),
             next_packet_id: 1,
             incoming_qos2: AHashSet::default(),
+            paused: 0,
+            reader: None,
+            blocked: Vec::new(),
+            congested_since: None,
+            stalled: false,
         }
     }
 
@@ -138,6 +171,16 @@ impl Session {
     /// now (offline, or its window is full). An offline-push hook (APNs/FCM)
     /// belongs here. Applies the queue-full policy.
     fn enqueue(&mut self, msg: Message, config: &Config) -> Delivery {
+        if self.queue.len() >= config.queue_messages_max
+            && config.backpressure
+            && !self.stalled
+            && msg.qos != QoS::AtMostOnce
+            && self.live_io().is_some()
+            && self.queue.len() < config.queue_messages_max + OVERFLOW_MESSAGES_MAX
+        {
+            self.queue.push_back(msg.detach());
+            return Delivery::QueuedOverLimit;
+        }
         if self.queue.len() >= config.queue_messages_max {
             match config.queue_full_policy {
                 QueueFullPolicy::DropNew => return Delivery::DroppedQueueFull,
@@ -296,6 +339,21 @@ impl Session {
             }
         }
         resent + self.fill_window(config)
+    }
+
+    /// An acknowledgement arrived at `now`: the session is making progress.
+    /// Returns the publishers to resume if the queue has drained to half.
+    pub fn on_progress(&mut self, now: Instant, config: &Config) -> Vec<Origin> {
+        self.stalled = false;
+        if self.blocked.is_empty() {
+            return Vec::new();
+        }
+        self.congested_since = Some(now);
+        if self.queue.len() <= config.queue_messages_max / 2 {
+            self.congested_since = None;
+            return std::mem::take(&mut self.blocked);
+        }
+        Vec::new()
     }
 
     /// Forgets messages (a clean session starting over).

@@ -16,7 +16,7 @@
 use super::conn::ConnIo;
 use super::mailbox::Outbox;
 use super::session::{Delivery, Session};
-use super::{Message, ShardMsg, ShardStats, home_core};
+use super::{Message, Origin, ShardMsg, ShardStats, home_core};
 use crate::config::Config;
 use crate::protocol::{QoS, Will};
 use crate::topic::{Filter, TopicTree, Trie, parse_filter};
@@ -126,6 +126,10 @@ pub struct Shard {
     pub outbox_retrying: bool,
     /// Cancels the accept loops at shutdown.
     pub accept_cancel: Option<monoio::io::Canceller>,
+    /// The publisher of the message being routed, if a client (back-pressure).
+    origin: Option<Origin>,
+    /// A coarse clock: set on every read batch and tick.
+    pub now: Instant,
 }
 
 impl Shard {
@@ -152,6 +156,8 @@ impl Shard {
             sys: super::sys::SysState::new(cores),
             outbox_retrying: false,
             accept_cancel: None,
+            origin: None,
+            now: Instant::now(),
         }
     }
 
@@ -169,9 +175,10 @@ impl Shard {
 
     // ----- publishing --------------------------------------------------
 
-    /// Routes a message published by a client (or a will) on this core:
-    /// retained store, local subscribers, other cores, shared groups.
-    pub fn publish(&mut self, msg: Message) {
+    /// Routes a message published on this core by `origin` (None for wills
+    /// and `$SYS`): retained store, local subscribers, other cores, shared groups.
+    pub fn publish(&mut self, msg: Message, origin: Option<Origin>) {
+        self.origin = origin;
         if msg.retain {
             self.retain(msg.clone());
         }
@@ -195,7 +202,13 @@ impl Shard {
         self.deliver_matched(&msg, &mut matched, entries);
         self.scratch = matched;
         for core in bits(remote) {
-            self.outbox.push(core, ShardMsg::Publish(msg.clone()));
+            self.outbox.push(
+                core,
+                ShardMsg::Publish {
+                    msg: msg.clone(),
+                    origin,
+                },
+            );
         }
         for t in shared {
             match t {
@@ -206,14 +219,17 @@ impl Shard {
                         msg: msg.clone(),
                         share,
                         hops: 0,
+                        origin,
                     },
                 ),
             }
         }
+        self.origin = None;
     }
 
     /// A publish routed here by another core: local plain subscribers only.
-    pub fn publish_from_core(&mut self, msg: Message) {
+    pub fn publish_from_core(&mut self, msg: Message, origin: Option<Origin>) {
+        self.origin = origin;
         let mut matched = std::mem::take(&mut self.scratch);
         let mut entries = 0usize;
         self.trie.for_each_match(&msg.topic, |e| {
@@ -224,11 +240,18 @@ impl Shard {
         });
         self.deliver_matched(&msg, &mut matched, entries);
         self.scratch = matched;
+        self.origin = None;
     }
 
     /// A shared-group delivery routed here: one local member, or on to
     /// another core of the group if this core has none left.
-    pub fn publish_shared(&mut self, msg: Message, share: ByteString, hops: u8) {
+    pub fn publish_shared(
+        &mut self,
+        msg: Message,
+        share: ByteString,
+        hops: u8,
+        origin: Option<Origin>,
+    ) {
         let Some(Filter::Shared { group, filter }) = parse_filter(&share) else {
             return;
         };
@@ -245,7 +268,11 @@ impl Shard {
                     .or_else(|| pick_shared(g, me))
             });
         match target {
-            Some(SharedTarget::Local(s)) => self.deliver_one(s.session, &msg, s.qos, false),
+            Some(SharedTarget::Local(s)) => {
+                self.origin = origin;
+                self.deliver_one(s.session, &msg, s.qos, false);
+                self.origin = None;
+            }
             Some(SharedTarget::Remote(core, share)) if (hops as usize) < self.cores => {
                 self.outbox.push(
                     core,
@@ -253,6 +280,7 @@ impl Shard {
                         msg,
                         share,
                         hops: hops + 1,
+                        origin,
                     },
                 );
             }
@@ -290,8 +318,133 @@ impl Shard {
         match s.deliver(msg, msg.qos.min(granted), retain, &self.config) {
             Delivery::Sent => self.stats.messages_sent += 1,
             Delivery::Queued | Delivery::Skipped => {}
+            Delivery::QueuedOverLimit => {
+                if let Some(origin) = self.origin {
+                    self.block(session, origin);
+                }
+            }
             Delivery::DroppedQueueFull => self.stats.dropped_queue_full += 1,
             Delivery::DroppedWriteBufferFull => self.stats.dropped_write_buffer_full += 1,
+        }
+    }
+
+    // ----- back-pressure -----------------------------------------------
+
+    /// Subscriber `session` is congested by `origin`: pause that publisher
+    /// (once per subscriber) until [`Shard::release`].
+    fn block(&mut self, session: usize, origin: Origin) {
+        let now = self.now;
+        let Some(s) = self.sessions.get_mut(session) else {
+            return;
+        };
+        if s.blocked.contains(&origin) {
+            return;
+        }
+        if s.blocked.is_empty() {
+            s.congested_since = Some(now);
+        }
+        s.blocked.push(origin);
+        self.stats.publisher_pauses += 1;
+        if origin.core == self.id {
+            self.pause(origin);
+        } else {
+            self.outbox.push(origin.core, ShardMsg::Pause(origin));
+        }
+    }
+
+    /// Resumes the publishers `origins` (local ones now, others by mail).
+    fn release(&mut self, origins: Vec<Origin>) {
+        for o in origins {
+            if o.core == self.id {
+                self.resume(o);
+            } else {
+                self.outbox.push(o.core, ShardMsg::Resume(o));
+            }
+        }
+    }
+
+    /// Releases every publisher blocked by `session` (it left or stalled).
+    fn release_all(&mut self, session: usize) {
+        let blocked = match self.sessions.get_mut(session) {
+            Some(s) => {
+                s.congested_since = None;
+                std::mem::take(&mut s.blocked)
+            }
+            None => return,
+        };
+        self.release(blocked);
+    }
+
+    /// A local publisher stops being read.
+    pub fn pause(&mut self, o: Origin) {
+        if let Some(s) = self.sessions.get_mut(o.session)
+            && s.generation == o.generation
+        {
+            s.paused += 1;
+        }
+    }
+
+    /// One pause of a local publisher is over.
+    pub fn resume(&mut self, o: Origin) {
+        if let Some(s) = self.sessions.get_mut(o.session)
+            && s.generation == o.generation
+        {
+            s.paused = s.paused.saturating_sub(1);
+            if s.paused == 0
+                && let Some(w) = s.reader.take()
+            {
+                w.wake();
+            }
+        }
+    }
+
+    /// An acknowledgement from `session`: progress; maybe resume its publishers.
+    pub(super) fn progress(&mut self, session: usize) {
+        let (now, config) = (self.now, self.config.clone());
+        let resume = match self.sessions.get_mut(session) {
+            Some(s) => s.on_progress(now, &config),
+            None => return,
+        };
+        if !resume.is_empty() {
+            self.release(resume);
+        }
+    }
+
+    /// Congested subscribers that acknowledged nothing for `stall_timeout`
+    /// are stalled: their publishers go free and the drop policy applies.
+    pub fn check_stalled(&mut self, now: Instant) {
+        let timeout = std::time::Duration::from_secs(self.config.stall_timeout_s);
+        let stalled: Vec<usize> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| {
+                s.congested_since
+                    .is_some_and(|t| now.duration_since(t) > timeout)
+            })
+            .map(|(k, _)| k)
+            .collect();
+        for key in stalled {
+            if let Some(s) = self.sessions.get_mut(key) {
+                log::warn!(
+                    "client {} acknowledged nothing for {}s: stalled, {} publisher(s) released, queue-full policy applies",
+                    s.client_id,
+                    timeout.as_secs(),
+                    s.blocked.len()
+                );
+                s.stalled = true;
+            }
+            self.release_all(key);
+        }
+    }
+
+    /// True while the publisher `session` must not be read; registers `waker`.
+    pub fn publisher_paused(&mut self, session: usize, generation: u64, waker: &Waker) -> bool {
+        match self.sessions.get_mut(session) {
+            Some(s) if s.generation == generation && s.paused > 0 => {
+                s.reader = Some(waker.clone());
+                true
+            }
+            _ => false,
         }
     }
 
@@ -558,6 +711,11 @@ impl Shard {
             return;
         };
         link.io.close();
+        s.paused = 0;
+        if let Some(reader) = s.reader.take() {
+            // A paused reader must see that its connection is gone.
+            reader.wake();
+        }
         self.stats.clients_connected -= 1;
         log::debug!(
             "client disconnected: {} ({}) reason {:?}",
@@ -566,6 +724,7 @@ impl Shard {
             reason
         );
         let clean = s.clean;
+        self.release_all(session);
         if reason != CloseReason::ClientDisconnect
             && reason != CloseReason::Shutdown
             && let Some(will) = link.will
@@ -579,16 +738,20 @@ impl Shard {
 
     fn publish_will(&mut self, will: Will) {
         self.stats.messages_received += 1;
-        self.publish(Message {
-            topic: will.topic,
-            payload: will.payload,
-            qos: will.qos,
-            retain: will.retain,
-        });
+        self.publish(
+            Message {
+                topic: will.topic,
+                payload: will.payload,
+                qos: will.qos,
+                retain: will.retain,
+            },
+            None,
+        );
     }
 
     /// Removes a session with its subscriptions and queued messages.
     pub(super) fn remove_session(&mut self, session: usize) {
+        self.release_all(session);
         let Some(s) = self.sessions.get_mut(session) else {
             return;
         };
@@ -607,6 +770,7 @@ impl Shard {
 
     /// Marks activity on a connection (keepalive).
     pub fn touch(&mut self, session: usize, now: Instant) {
+        self.now = now;
         if let Some(link) = self.sessions.get_mut(session).and_then(|s| s.link.as_mut()) {
             link.last_seen = now;
         }
@@ -619,6 +783,10 @@ impl Shard {
             .iter()
             .filter_map(|(key, s)| {
                 let link = s.link.as_ref()?;
+                if s.paused > 0 {
+                    // Not read while paused: its PINGREQs wait in the socket.
+                    return None;
+                }
                 let ka_ms = link.keep_alive_s as u128 * 1500;
                 (ka_ms > 0 && now.duration_since(link.last_seen).as_millis() > ka_ms)
                     .then_some((key, s.generation))
@@ -673,10 +841,15 @@ impl Shard {
     pub fn handle_mail(&mut self, from: usize, batch: Vec<ShardMsg>, shard: &ShardRef) {
         for msg in batch {
             match msg {
-                ShardMsg::Publish(m) => self.publish_from_core(m),
-                ShardMsg::SharedPublish { msg, share, hops } => {
-                    self.publish_shared(msg, share, hops)
-                }
+                ShardMsg::Publish { msg, origin } => self.publish_from_core(msg, origin),
+                ShardMsg::SharedPublish {
+                    msg,
+                    share,
+                    hops,
+                    origin,
+                } => self.publish_shared(msg, share, hops, origin),
+                ShardMsg::Pause(o) => self.pause(o),
+                ShardMsg::Resume(o) => self.resume(o),
                 ShardMsg::IndexAdd { filter, token } => self.index_add(from, &filter, token),
                 ShardMsg::IndexRemove { filter } => self.index_remove(from, &filter),
                 ShardMsg::IndexAck { token } => self.index_ack(token),

@@ -46,7 +46,7 @@ impl Shard {
         }
         let uptime = format!("{} seconds", self.sys.started.elapsed().as_secs());
         let dropped = total.dropped_queue_full + total.dropped_write_buffer_full;
-        let topics: [(&str, String); 10] = [
+        let topics: [(&str, String); 12] = [
             (
                 "version",
                 format!("ringmq version {}", env!("CARGO_PKG_VERSION")),
@@ -63,14 +63,18 @@ impl Shard {
                 "ringmq/dropped/queue_full",
                 total.dropped_queue_full.to_string(),
             ),
+            (
+                "ringmq/dropped/write_buffer_full",
+                total.dropped_write_buffer_full.to_string(),
+            ),
+            (
+                "ringmq/backpressure/pauses",
+                total.publisher_pauses.to_string(),
+            ),
         ];
         for (topic, value) in topics {
-            self.publish(sys_message(topic, value));
+            self.publish(sys_message(topic, value), None);
         }
-        self.publish(sys_message(
-            "ringmq/dropped/write_buffer_full",
-            total.dropped_write_buffer_full.to_string(),
-        ));
     }
 }
 

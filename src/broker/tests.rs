@@ -62,7 +62,7 @@ impl Cluster {
                 moved += rx.drain(usize::MAX, |from, batch| {
                     for m in &batch {
                         match m {
-                            ShardMsg::Publish(_) => seen[i].publishes += 1,
+                            ShardMsg::Publish { .. } => seen[i].publishes += 1,
                             ShardMsg::IndexAdd { .. } => seen[i].index_adds += 1,
                             ShardMsg::IndexRemove { .. } => seen[i].index_removes += 1,
                             _ => {}

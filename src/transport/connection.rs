@@ -280,6 +280,9 @@ enum Step {
     NeedMore,
     Close(CloseReason),
     Wait(Vec<u64>, Held),
+    /// A congested subscriber paused this publisher: read nothing more
+    /// (the unprocessed bytes stay in the buffer) until it is resumed.
+    Paused,
 }
 
 /// The reader side of a served connection.
@@ -312,6 +315,17 @@ impl Conn<'_> {
                             s.complete(self.session, self.generation, held)
                         });
                     }
+                    Step::Paused => {
+                        std::future::poll_fn(|cx| {
+                            let mut s = self.shard.borrow_mut();
+                            if s.publisher_paused(self.session, self.generation, cx.waker()) {
+                                std::task::Poll::Pending
+                            } else {
+                                std::task::Poll::Ready(())
+                            }
+                        })
+                        .await;
+                    }
                 }
             }
             match read_more(reader, buf, packet_max).await {
@@ -325,11 +339,13 @@ impl Conn<'_> {
     /// Decodes and handles every complete packet in `buf`.
     fn process(&self, s: &mut Shard, buf: &mut BytesMut, packet_max: usize) -> Step {
         loop {
-            if s.sessions
-                .get(self.session)
-                .is_none_or(|x| x.generation != self.generation)
-            {
-                return Step::Close(CloseReason::Takeover);
+            match s.sessions.get(self.session) {
+                Some(x) if x.generation == self.generation && x.link.is_some() => {
+                    if x.paused > 0 {
+                        return Step::Paused;
+                    }
+                }
+                _ => return Step::Close(CloseReason::Takeover),
             }
             match protocol::decode(buf, Some(self.version), packet_max) {
                 Ok(Some(p)) => match s.handle(self.session, self.generation, p) {
