@@ -50,7 +50,7 @@ pub struct ConnIo {
 impl ConnIo {
     pub fn new(fd: RawFd) -> Self {
         ConnIo {
-            out: RefCell::new(BytesMut::with_capacity(1024)),
+            out: RefCell::new(BytesMut::new()),
             writer: Cell::new(None),
             closing: Cell::new(false),
             fd,

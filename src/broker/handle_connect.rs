@@ -5,8 +5,9 @@
 use super::conn::ConnIo;
 use super::session::{Link, Session};
 use super::shard::{CloseReason, Shard};
-use crate::protocol::{self, ConnAck, Connect, ConnectReturnCode, Packet, ProtocolVersion};
+use crate::protocol::{self, ConnAck, Connect, ConnectReturnCode, Packet, ProtocolVersion, Will};
 use crate::topic::valid_topic_name;
+use bytestring::ByteString;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Instant;
@@ -104,7 +105,13 @@ impl Shard {
             version: c.version,
             keep_alive_s: c.keep_alive_s,
             last_seen: Instant::now(),
-            will: c.will,
+            // Copied out of the read buffer, which would otherwise stay
+            // allocated for as long as the connection lives.
+            will: c.will.map(|w| Will {
+                topic: ByteString::from(&*w.topic),
+                payload: bytes::Bytes::copy_from_slice(&w.payload),
+                ..w
+            }),
             peer,
         });
         self.stats.clients_connected += 1;
@@ -116,10 +123,12 @@ impl Shard {
     }
 
     fn new_session(&mut self, c: &Connect) -> usize {
+        // An owned copy: the decoded id points into the connection's read buffer.
+        let client_id = ByteString::from(&*c.client_id);
         let key = self
             .sessions
-            .insert(Session::new(c.client_id.clone(), c.clean_session));
-        self.by_client_id.insert(c.client_id.clone(), key);
+            .insert(Session::new(client_id.clone(), c.clean_session));
+        self.by_client_id.insert(client_id, key);
         self.stats.sessions += 1;
         key
     }

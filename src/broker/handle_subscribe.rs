@@ -17,15 +17,21 @@ impl Shard {
         let mut retained = Vec::new();
         let mut tokens = Vec::new();
         for f in sub.filters {
-            let Some(filter) = parse_filter(&f.filter) else {
+            if parse_filter(&f.filter).is_none() {
                 log::debug!("invalid topic filter {:?}: SUBACK 0x80", &*f.filter);
                 codes.push(SubAckCode::Failure);
+                continue;
+            }
+            // Kept for the subscription's life: an owned copy, not a slice
+            // pinning the read buffer it arrived in.
+            let raw = ByteString::from(&*f.filter);
+            let Some(filter) = parse_filter(&raw) else {
                 continue;
             };
             let Some(s) = self.sessions.get_mut(session) else {
                 return Err(CloseReason::Protocol("no session"));
             };
-            if s.subscriptions.insert(f.filter.clone(), f.qos).is_none() {
+            if s.subscriptions.insert(raw.clone(), f.qos).is_none() {
                 self.stats.subscriptions += 1;
             }
             log::debug!(
@@ -34,12 +40,12 @@ impl Shard {
                 &*f.filter,
                 f.qos as u8
             );
-            if let Some(token) = self.add_subscription(session, &f.filter, f.qos) {
+            if let Some(token) = self.add_subscription(session, &raw, f.qos) {
                 tokens.push(token);
             }
             // Retained messages are not sent to shared subscriptions.
             if let Filter::Plain(_) = filter {
-                retained.push((f.filter.clone(), f.qos));
+                retained.push((raw.clone(), f.qos));
             }
             codes.push(SubAckCode::Granted(f.qos));
         }

@@ -29,8 +29,11 @@ use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-/// Bytes a read asks for at least.
-const READ_CHUNK_BYTES: usize = 16 * 1024;
+/// Smallest read buffer (an idle connection's): a CONNECT or a few small packets.
+const READ_MIN_BYTES: usize = 512;
+/// Largest read buffer a busy connection grows to (frames larger than this
+/// get a buffer of their own size).
+const READ_MAX_BYTES: usize = 64 * 1024;
 /// A write buffer that grew past this is replaced after the burst.
 const WRITE_SPARE_KEEP_BYTES: usize = 256 * 1024;
 /// How long a closing connection may take to flush before it is aborted.
@@ -119,7 +122,8 @@ pub async fn run(shard: ShardRef, mut stream: TcpStream, peer: SocketAddr, slot:
         )
     };
     let deadline = ConnectDeadline::arm(&shard, stream.as_raw_fd(), connect_timeout);
-    let mut buf = BytesMut::with_capacity(READ_CHUNK_BYTES);
+    let mut buf = BytesMut::new();
+    let mut read_size = READ_MIN_BYTES;
     let mut connect = loop {
         match protocol::decode(&mut buf, None, packet_max) {
             Ok(Some(Packet::Connect(c))) => break c,
@@ -138,7 +142,8 @@ pub async fn run(shard: ShardRef, mut stream: TcpStream, peer: SocketAddr, slot:
                 return;
             }
         }
-        if !matches!(read_more(&mut stream, &mut buf, packet_max).await, Ok(n) if n > 0) {
+        let got = read_more(&mut stream, &mut buf, &mut read_size, packet_max).await;
+        if !matches!(got, Ok(n) if n > 0) {
             return;
         }
     };
@@ -153,7 +158,9 @@ pub async fn run(shard: ShardRef, mut stream: TcpStream, peer: SocketAddr, slot:
     drop(deadline);
     let home = home_core(&connect.client_id, cores);
     if home == me {
-        serve(shard, stream, buf, connect, peer, (counted, slot)).await;
+        // A task of its own: the connection then lives in a future of
+        // serve's size, not one that also holds the CONNECT phase's state.
+        monoio::spawn(serve(shard, stream, buf, connect, peer, (counted, slot)));
         return;
     }
     // Hand over: no op is in flight on the socket (the last read completed).
@@ -201,23 +208,41 @@ async fn refuse(stream: &mut TcpStream, code: ConnectReturnCode) {
 
 /// Reads once more into `buf`, with room for the whole frame being
 /// assembled. Returns the bytes read (0: end-of-file).
+///
+/// `size` adapts the read to the connection's traffic: a read that fills the
+/// buffer grows it (up to `READ_MAX_BYTES`), small reads shrink it back to
+/// `READ_MIN_BYTES`, and a quiet connection gives its large buffer back, so
+/// that an idle connection holds well under a kilobyte of buffer.
 async fn read_more<R: AsyncReadRent>(
     stream: &mut R,
     buf: &mut BytesMut,
+    size: &mut usize,
     packet_max: usize,
 ) -> std::io::Result<usize> {
-    let want = match protocol::frame_len(buf, packet_max) {
-        Ok(Some(n)) if n > buf.len() => (n - buf.len()).max(READ_CHUNK_BYTES / 4),
-        _ => READ_CHUNK_BYTES / 4,
-    };
-    if buf.capacity() - buf.len() < want {
-        buf.reserve(want.max(READ_CHUNK_BYTES));
+    if buf.is_empty() && *size == READ_MIN_BYTES && buf.capacity() > 4 * READ_MIN_BYTES {
+        *buf = BytesMut::new();
     }
+    let frame_rest = match protocol::frame_len(buf, packet_max) {
+        Ok(Some(n)) if n > buf.len() => n - buf.len(),
+        _ => 0,
+    };
+    let want = (*size).max(frame_rest);
+    if buf.capacity() - buf.len() < want {
+        buf.reserve(want);
+    }
+    let spare = buf.capacity() - buf.len();
     // monoio reads into the start of a BytesMut; a slice from `len` keeps the
     // bytes of a partial frame and appends after them.
     let len = buf.len();
     let (res, slice) = stream.read(std::mem::take(buf).slice_mut(len..)).await;
     *buf = slice.into_inner();
+    if let Ok(n) = res {
+        if n == spare {
+            *size = (*size * 4).min(READ_MAX_BYTES);
+        } else if n < *size / 4 {
+            *size = (*size / 2).max(READ_MIN_BYTES);
+        }
+    }
     res
 }
 
@@ -233,7 +258,7 @@ async fn serve(
     let _ = stream.set_nodelay(true);
     let io = Rc::new(ConnIo::new(stream.as_raw_fd()));
     let version = connect.version;
-    let client_id = connect.client_id.clone();
+    let client_id = bytestring::ByteString::from(&*connect.client_id);
     let accepted = with_shard(&shard, |s| s.connect(io.clone(), connect, peer));
     let (session, generation) = match accepted {
         Ok(x) => x,
@@ -264,9 +289,12 @@ async fn serve(
     let reason = conn.read_loop(&mut reader, &mut buf).await;
     with_shard(&shard, |s| s.drop_link(session, generation, reason));
     io.finish();
+    // Boxed: a monoio sleep is 640 bytes, and this future lives as long as
+    // the connection (an idle connection's memory is mostly its tasks).
+    let flush_deadline = Box::pin(monoio::time::sleep(CLOSE_FLUSH_MAX));
     monoio::select! {
         _ = &mut writer_task => {}
-        _ = monoio::time::sleep(CLOSE_FLUSH_MAX) => {
+        _ = flush_deadline => {
             io.abort();
             let _ = writer_task.await;
         }
@@ -297,6 +325,7 @@ struct Conn<'a> {
 impl Conn<'_> {
     async fn read_loop<R: AsyncReadRent>(&self, reader: &mut R, buf: &mut BytesMut) -> CloseReason {
         let packet_max = self.shard.borrow().config.packet_size_max_bytes;
+        let mut read_size = READ_MIN_BYTES;
         loop {
             loop {
                 match with_shard(self.shard, |s| self.process(s, buf, packet_max)) {
@@ -328,7 +357,7 @@ impl Conn<'_> {
                     }
                 }
             }
-            match read_more(reader, buf, packet_max).await {
+            match read_more(reader, buf, &mut read_size, packet_max).await {
                 Ok(0) => return CloseReason::Eof,
                 Ok(_) => self.shard.borrow_mut().touch(self.session, Instant::now()),
                 Err(_) => return CloseReason::Io,
@@ -370,7 +399,7 @@ impl Conn<'_> {
 /// Writes whatever the shard appended, one write per wake-up, until the
 /// connection is closing and the buffer is empty.
 async fn write_loop(mut w: TcpOwnedWriteHalf, io: Rc<ConnIo>) {
-    let mut spare = BytesMut::with_capacity(4096);
+    let mut spare = BytesMut::new();
     loop {
         let more = std::future::poll_fn(|cx| io.poll_take(&mut spare, cx.waker())).await;
         if !more {
@@ -379,7 +408,7 @@ async fn write_loop(mut w: TcpOwnedWriteHalf, io: Rc<ConnIo>) {
         let (res, mut b) = w.write_all(std::mem::take(&mut spare)).await;
         b.clear();
         spare = if b.capacity() > WRITE_SPARE_KEEP_BYTES {
-            BytesMut::with_capacity(4096)
+            BytesMut::new()
         } else {
             b
         };
