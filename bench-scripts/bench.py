@@ -274,6 +274,9 @@ def scenarios(quick, nofile):
     if quick:
         idle = min(idle, 5000)
     return [
+        Scenario("tool_qos0_rate", "Load generator alone: 1 publisher, 1 core, QoS 0 64 B into a socket that only reads",
+                 pub=["-c", "1", "-t", "t/1", "-q", "0", "-I", "0", "-s", "64", "--cores", "1"],
+                 seconds=s, kind="tool"),
         Scenario("qos0_fanin", "QoS 0 fan-in: 100 publishers -> 1 subscriber on t/#",
                  sub=["-c", "1", "-t", "t/#", "-q", "0"],
                  pub=["-c", "100", "-t", "t/%i", "-q", "0", "-I", "0", "-s", "64"], seconds=s),
@@ -361,6 +364,18 @@ def run_flow(broker, sc, bench_bin, tmp):
         broker.stop()
 
 
+def run_tool(sc, bench_bin):
+    """ringmq-bench pub into `ringmq-bench sink`: what the generator offers."""
+    port = free_port()
+    sink = subprocess.Popen([bench_bin, "sink", "--listen", f"{HOST}:{port}", "--duration", str(sc.seconds + 3),
+                             "--json"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    wait_port(port)
+    p = collect(bench(bench_bin, "pub", port, sc.pub, sc.seconds, "tool"), sc.seconds + 30)
+    s = collect(sink, sc.seconds + 30)
+    return {"publishes_per_s": p["totals"]["pub"] / max(p["elapsed_s"], 1e-6), "sink_frames_per_s": s["rate"],
+            "sent": p["totals"]["pub"]}
+
+
 def run_conn(broker, sc, bench_bin, tmp):
     port = broker.start(tmp)
     try:
@@ -436,6 +451,7 @@ FLOW_COLS = ["deliveries_per_s", "deliveries_per_cpu_s", "broker_cpu_s", "lost_p
              "rss_peak_mib"]
 CONN_COLS = ["connections", "connect_rate", "rss_per_conn_kib", "rss_peak_mib", "connects_per_cpu_s"]
 STORM_COLS = ["connections", "reconnect_all_s", "connect_rate", "connects_per_cpu_s", "rss_peak_mib"]
+TOOL_COLS = ["publishes_per_s", "sink_frames_per_s", "sent"]
 
 
 def markdown(results, scs, brokers):
@@ -444,7 +460,15 @@ def markdown(results, scs, brokers):
         rows = [r for r in results if r["scenario"] == sc.name]
         if not rows:
             continue
-        cols = {"flow": FLOW_COLS, "conn": CONN_COLS, "storm": STORM_COLS}[sc.kind]
+        cols = {"flow": FLOW_COLS, "conn": CONN_COLS, "storm": STORM_COLS, "tool": TOOL_COLS}[sc.kind]
+        if sc.kind == "tool":
+            lines.append(f"### {sc.title}\n")
+            lines.append("| | " + " | ".join(cols) + " |")
+            lines.append("|---" * (len(cols) + 1) + "|")
+            for r in rows:
+                lines.append(f"| {r['broker']} | " + " | ".join(fmt(r.get(c)) for c in cols) + " |")
+            lines.append("")
+            continue
         lines.append(f"### {sc.title}\n")
         lines.append("| broker | " + " | ".join(cols) + " | vs mosquitto | vs rumqttd |")
         lines.append("|---" * (len(cols) + 3) + "|")
@@ -532,6 +556,9 @@ def main():
     ap.add_argument("--out", default=os.path.join(HERE, "results"))
     ap.add_argument("--cores", type=int, default=os.cpu_count())
     ap.add_argument("--performance-md", default=os.path.join(ROOT, "PERFORMANCE.md"))
+    ap.add_argument("--merge", action="store_true",
+                    help="keep the rows of scenarios not re-run from the existing results.csv "
+                         "(every scenario's brokers still come from one run)")
     args = ap.parse_args()
 
     ringmq_bin = os.path.join(ROOT, "target", "release", "ringmq")
@@ -552,6 +579,13 @@ def main():
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         for sc in scs:
+            if sc.kind == "tool":
+                log(f"== {sc.name}")
+                r = run_tool(sc, bench_bin)
+                r.update({"scenario": sc.name, "broker": "ringmq-bench -> sink"})
+                log("   " + ", ".join(f"{k}={fmt(v)}" for k, v in r.items() if k not in ("scenario", "broker")))
+                results.append(r)
+                continue
             for b in brokers:
                 log(f"== {sc.name} on {b.name}")
                 try:
@@ -564,8 +598,29 @@ def main():
                 r.update({"scenario": sc.name, "broker": b.name})
                 log("   " + ", ".join(f"{k}={fmt(v)}" for k, v in r.items() if k not in ("scenario", "broker")))
                 results.append(r)
+    csv_path = os.path.join(args.out, "results.csv")
+    if args.merge and os.path.exists(csv_path):
+        rerun = {sc.name for sc in scs}
+        with open(csv_path) as f:
+            old = [r for r in csv.DictReader(f) if r["scenario"] not in rerun]
+        for r in old:
+            for k, v in list(r.items()):
+                try:
+                    r[k] = float(v) if "." in v else int(v)
+                except (TypeError, ValueError):
+                    r[k] = v if v != "" else None
+        results = old + results
+        scs = scenarios(args.quick, m["nofile_hard"])
+        rows = {(r["scenario"], r["broker"]) for r in results}
+        scs = [s for s in scs if any(k[0] == s.name for k in rows)]
+        with open(os.path.join(args.out, "machine.json")) as f:
+            prev = json.load(f)
+        runs = prev.get("runs", [prev.get("command", "")])
+    else:
+        runs = []
+    runs.append(" ".join(sys.argv) + f"  ({m['date']}: {', '.join(sc.name for sc in scs if sc.name in {r['scenario'] for r in results})})")
     keys = sorted({k for r in results for k in r})
-    with open(os.path.join(args.out, "results.csv"), "w", newline="") as f:
+    with open(csv_path, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=["scenario", "broker"] + [k for k in keys if k not in ("scenario", "broker")])
         w.writeheader()
         w.writerows(results)
@@ -575,12 +630,12 @@ def main():
     pngs = charts(results, scs, args.out)
     with open(os.path.join(args.out, "machine.json"), "w") as f:
         json.dump({"machine": m, "brokers": {b.name: {"version": b.version, "note": b.note} for b in brokers},
-                   "command": " ".join(sys.argv)}, f, indent=1)
-    write_performance_md(args, m, brokers, table, pngs)
+                   "command": " ".join(sys.argv), "runs": runs}, f, indent=1)
+    write_performance_md(args, m, brokers, table, pngs, runs)
     log(f"results in {args.out}, {args.performance_md} regenerated")
 
 
-def write_performance_md(args, m, brokers, table, pngs):
+def write_performance_md(args, m, brokers, table, pngs, runs):
     analysis_path = os.path.join(HERE, "analysis.md")
     analysis = open(analysis_path).read() if os.path.exists(analysis_path) else ""
     rel = lambda p: os.path.relpath(p, os.path.dirname(args.performance_md))
@@ -593,7 +648,10 @@ def write_performance_md(args, m, brokers, table, pngs):
         f"open files limit {m['nofile_hard']}. All brokers on 127.0.0.1, one at a time, driven by the same "
         "`ringmq-bench` (which shares the cores with the broker: compare the per broker CPU-second columns).",
         "",
-        f"Command: `bench-scripts/run.sh {' '.join(sys.argv[1:])}`".rstrip(),
+        "Produced by `bench-scripts/run.sh` (which installs the peers and builds ringmq in release mode, "
+        "then runs `bench-scripts/bench.py`). Runs that make up these tables:",
+        "",
+    ] + [f"- `{r}`" for r in runs] + [
         "",
         "| broker | version | settings |",
         "|---|---|---|",
