@@ -34,12 +34,17 @@ pub fn run(args: &SinkArgs) -> i32 {
     }
     let started = Instant::now();
     let mut last = 0;
+    // The rate counts from the first second that saw traffic to the last.
     let mut first_frame_at: Option<(Instant, u64)> = None;
+    let mut last_frame_at = (Instant::now(), 0u64);
     while started.elapsed() < Duration::from_secs(args.duration) {
         std::thread::sleep(Duration::from_secs(1));
         let now = frames.load(Ordering::Relaxed);
         if first_frame_at.is_none() && now > 0 {
             first_frame_at = Some((Instant::now(), now));
+        }
+        if now != last {
+            last_frame_at = (Instant::now(), now);
         }
         eprintln!(
             "{}s recv total={now} rate={}/sec",
@@ -49,10 +54,14 @@ pub fn run(args: &SinkArgs) -> i32 {
         last = now;
     }
     let total = frames.load(Ordering::Relaxed);
-    // The rate counts from the first second that saw traffic.
     let (from, base) = first_frame_at.unwrap_or((Instant::now(), 0));
-    let secs = from.elapsed().as_secs_f64().max(1e-9);
-    let rate = (total - base) as f64 / secs;
+    let (to, top) = last_frame_at;
+    let secs = to.saturating_duration_since(from).as_secs_f64();
+    let rate = if secs > 0.0 {
+        (top - base) as f64 / secs
+    } else {
+        0.0
+    };
     if args.json {
         println!(
             "{}",
