@@ -556,6 +556,8 @@ def main():
     ap.add_argument("--out", default=os.path.join(HERE, "results"))
     ap.add_argument("--cores", type=int, default=os.cpu_count())
     ap.add_argument("--performance-md", default=os.path.join(ROOT, "PERFORMANCE.md"))
+    ap.add_argument("--report-only", action="store_true",
+                    help="run nothing: rewrite results.md, charts and PERFORMANCE.md from results.csv")
     ap.add_argument("--merge", action="store_true",
                     help="keep the rows of scenarios not re-run from the existing results.csv "
                          "(every scenario's brokers still come from one run)")
@@ -577,8 +579,12 @@ def main():
         scs = [s for s in scs if s.name in wanted]
     os.makedirs(args.out, exist_ok=True)
     results = []
+    if args.report_only:
+        args.merge, scs_run = True, []
+    else:
+        scs_run = scs
     with tempfile.TemporaryDirectory() as tmp:
-        for sc in scs:
+        for sc in scs_run:
             if sc.kind == "tool":
                 log(f"== {sc.name}")
                 r = run_tool(sc, bench_bin)
@@ -600,7 +606,7 @@ def main():
                 results.append(r)
     csv_path = os.path.join(args.out, "results.csv")
     if args.merge and os.path.exists(csv_path):
-        rerun = {sc.name for sc in scs}
+        rerun = {sc.name for sc in scs_run}
         with open(csv_path) as f:
             old = [r for r in csv.DictReader(f) if r["scenario"] not in rerun]
         for r in old:
@@ -618,7 +624,8 @@ def main():
         runs = prev.get("runs", [prev.get("command", "")])
     else:
         runs = []
-    runs.append(" ".join(sys.argv) + f"  ({m['date']}: {', '.join(sc.name for sc in scs if sc.name in {r['scenario'] for r in results})})")
+    if scs_run:
+        runs.append(" ".join(sys.argv[1:]) + f"  ({m['date']}: {', '.join(sc.name for sc in scs_run)})")
     keys = sorted({k for r in results for k in r})
     with open(csv_path, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=["scenario", "broker"] + [k for k in keys if k not in ("scenario", "broker")])

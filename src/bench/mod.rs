@@ -305,11 +305,26 @@ fn run(common: CommonArgs, role: Role, remaining: Option<AtomicU64>) -> i32 {
     let elapsed_s = started.elapsed().as_secs_f64();
     let mut latency = stats::new_histogram();
     let mut seq = SeqTracker::default();
+    // Threads whose clients are stuck (a broker that never answers a TCP
+    // connect) are not waited for past the grace period: the counters are
+    // already in, only their histograms are missing, and exiting ends them.
+    let grace = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < grace && !threads.iter().all(|t| t.is_finished()) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut unfinished = 0;
     for t in threads {
+        if !t.is_finished() {
+            unfinished += 1;
+            continue;
+        }
         if let Ok(r) = t.join() {
             let _ = latency.add(&r.latency_us);
             seq.merge(r.seq);
         }
+    }
+    if unfinished > 0 {
+        eprintln!("ringmq-bench: {unfinished} thread(s) still had clients connecting at the end");
     }
     let mut summary = Summary::new(&plan, elapsed_s, total, &latency, &seq);
     summary.connect_done_s = connect_done_s;

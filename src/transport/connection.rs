@@ -29,8 +29,9 @@ use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-/// Smallest read buffer (an idle connection's): a CONNECT or a few small packets.
-const READ_MIN_BYTES: usize = 512;
+/// Smallest read buffer (an idle connection's): PINGREQs and acks; a larger
+/// frame gets room for itself from its header.
+const READ_MIN_BYTES: usize = 128;
 /// Largest read buffer a busy connection grows to (frames larger than this
 /// get a buffer of their own size).
 const READ_MAX_BYTES: usize = 64 * 1024;
