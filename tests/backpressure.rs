@@ -200,3 +200,62 @@ async fn offline_session_keeps_the_drop_policy() {
         );
     }
 }
+
+#[tokio::test]
+async fn slow_qos0_reader_pauses_publisher_without_loss() {
+    for cores in CORE_COUNTS {
+        let n: usize = cores.parse().unwrap();
+        let dir = std::env::temp_dir().join(format!("ringmq-bp0-{}-{cores}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let conf = dir.join("ringmq.toml");
+        std::fs::write(&conf, "max_write_buffer = 16384\nsys_interval = 1\n").unwrap();
+        let b = Broker::start(&["--cores", cores, "--config", conf.to_str().unwrap()]);
+        let mut sub = Raw::connect(b.port);
+        sub.mqtt_connect(&id_on_core("bp0-sub", 0, n), true, 0);
+        sub.send_packet(&subscribe_packet(1, "bp0/#", Q::AtMostOnce));
+        assert!(matches!(sub.recv(T), Some(Packet::SubAck(_))));
+
+        let (publ, _) = Client::connect(b.port, &id_on_core("bp0-pub", n - 1, n), true).await;
+        let count = 2000;
+        let payload = vec![7u8; 1024];
+        let publisher = tokio::spawn(async move {
+            for _ in 0..count {
+                publ.client
+                    .publish("bp0/x", QoS::AtMostOnce, false, payload.clone())
+                    .await
+                    .unwrap();
+            }
+            publ
+        });
+        // The subscriber reads slowly: 2 MB arrive in small sips.
+        let got = tokio::task::spawn_blocking(move || {
+            let mut got = 0;
+            while got < count {
+                match sub.recv(Duration::from_secs(5)) {
+                    Some(Packet::Publish(p)) => {
+                        assert_eq!(p.payload.len(), 1024);
+                        got += 1;
+                        if got % 20 == 0 {
+                            std::thread::sleep(Duration::from_millis(2));
+                        }
+                    }
+                    Some(_) => {}
+                    None => break,
+                }
+            }
+            got
+        })
+        .await
+        .unwrap();
+        let _publ = publisher.await.unwrap();
+        assert_eq!(got, count, "cores {cores}: every QoS 0 message arrived");
+        std::thread::sleep(Duration::from_millis(1200));
+        assert_eq!(
+            sys_until(&b, "bp0-sys", "ringmq/dropped/write_buffer_full", |v| v
+                == 0),
+            Some(0)
+        );
+        assert!(sys_until(&b, "bp0-sys2", "ringmq/backpressure/pauses", |v| v > 0).unwrap() > 0);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -44,6 +44,9 @@ pub struct ConnIo {
     out: RefCell<BytesMut>,
     writer: Cell<Option<Waker>>,
     closing: Cell<bool>,
+    /// Publishers are paused because this connection's write buffer is over
+    /// its limit: the writer reports each completed write to the shard.
+    congested: Cell<bool>,
     fd: RawFd,
 }
 
@@ -53,6 +56,7 @@ impl ConnIo {
             out: RefCell::new(BytesMut::new()),
             writer: Cell::new(None),
             closing: Cell::new(false),
+            congested: Cell::new(false),
             fd,
         }
     }
@@ -75,6 +79,14 @@ impl ConnIo {
     /// Bytes waiting to be written.
     pub fn pending_bytes(&self) -> usize {
         self.out.borrow().len()
+    }
+
+    pub fn set_congested(&self, congested: bool) {
+        self.congested.set(congested);
+    }
+
+    pub fn is_congested(&self) -> bool {
+        self.congested.get()
     }
 
     pub fn is_closing(&self) -> bool {

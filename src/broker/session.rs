@@ -13,7 +13,9 @@
 //! resumed when the queue has drained to half, when the session disconnects,
 //! or when it has made no progress for `stall_timeout` (it is then `stalled`
 //! and the drop policy applies, so a dead subscriber cannot hold publishers
-//! forever). Offline sessions always use the drop policy.
+//! forever). Offline sessions always use the drop policy. QoS 0 does the
+//! same with the connection's write buffer (`write_buffer_max_bytes`, then up
+//! to `WRITE_OVERFLOW_BYTES_MAX` more), its progress being completed writes.
 
 use super::conn::ConnIo;
 use super::{Message, Origin};
@@ -51,6 +53,12 @@ pub struct Inflight {
 /// drop policy applies.
 pub const OVERFLOW_MESSAGES_MAX: usize = 65_536;
 
+/// Bytes a congested connected session may have waiting beyond
+/// `write_buffer_max_bytes` while its QoS 0 publishers are being paused (the
+/// same reasoning as `OVERFLOW_MESSAGES_MAX`: each paused publisher
+/// overshoots by at most one read batch of up to 64 KiB).
+pub const WRITE_OVERFLOW_BYTES_MAX: usize = 4 << 20;
+
 /// What happened to one delivery (the shard counts these).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Delivery {
@@ -60,6 +68,8 @@ pub enum Delivery {
     Queued,
     /// Queued beyond the limit: the publisher must be paused.
     QueuedOverLimit,
+    /// QoS 0 written beyond the write-buffer limit: the publisher must be paused.
+    SentOverLimit,
     /// Dropped: the queue was full (the drop policy applied).
     DroppedQueueFull,
     /// QoS 0 dropped: the connection's write buffer was full.
@@ -152,7 +162,20 @@ impl Session {
             return self.enqueue(with_qos(msg, qos, retain), config);
         };
         if qos == QoS::AtMostOnce {
-            if io.pending_bytes() >= config.write_buffer_max_bytes {
+            let pending = io.pending_bytes();
+            if pending >= config.write_buffer_max_bytes {
+                // Back-pressure for QoS 0 too, while the client is reading:
+                // write past the limit (at most once more) and pause the publisher.
+                if config.backpressure
+                    && !self.stalled
+                    && pending < config.write_buffer_max_bytes + WRITE_OVERFLOW_BYTES_MAX
+                {
+                    io.write(|b| {
+                        protocol::encode_publish(b, &msg.topic, &msg.payload, qos, 0, retain, false)
+                    });
+                    io.set_congested(true);
+                    return Delivery::SentOverLimit;
+                }
                 return Delivery::DroppedWriteBufferFull;
             }
             io.write(|b| {
@@ -339,6 +362,28 @@ impl Session {
             }
         }
         resent + self.fill_window(config)
+    }
+
+    /// The connection wrote its buffer down at `now` (QoS 0 progress).
+    /// Returns the publishers to resume once the buffer and queue have
+    /// drained to half.
+    pub fn on_write_progress(&mut self, now: Instant, config: &Config) -> Vec<Origin> {
+        self.stalled = false;
+        if self.blocked.is_empty() {
+            return Vec::new();
+        }
+        self.congested_since = Some(now);
+        let drained = self
+            .live_io()
+            .is_none_or(|io| io.pending_bytes() <= config.write_buffer_max_bytes / 2);
+        if drained && self.queue.len() <= config.queue_messages_max / 2 {
+            self.congested_since = None;
+            if let Some(io) = self.live_io() {
+                io.set_congested(false);
+            }
+            return std::mem::take(&mut self.blocked);
+        }
+        Vec::new()
     }
 
     /// An acknowledgement arrived at `now`: the session is making progress.

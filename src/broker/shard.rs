@@ -323,6 +323,12 @@ impl Shard {
                     self.block(session, origin);
                 }
             }
+            Delivery::SentOverLimit => {
+                self.stats.messages_sent += 1;
+                if let Some(origin) = self.origin {
+                    self.block(session, origin);
+                }
+            }
             Delivery::DroppedQueueFull => self.stats.dropped_queue_full += 1,
             Delivery::DroppedWriteBufferFull => self.stats.dropped_write_buffer_full += 1,
         }
@@ -410,6 +416,18 @@ impl Shard {
         }
     }
 
+    /// The writer of `session` completed a write while it was congested.
+    pub fn write_progress(&mut self, session: usize, generation: u64) {
+        let (now, config) = (self.now, self.config.clone());
+        let resume = match self.sessions.get_mut(session) {
+            Some(s) if s.generation == generation => s.on_write_progress(now, &config),
+            _ => return,
+        };
+        if !resume.is_empty() {
+            self.release(resume);
+        }
+    }
+
     /// Congested subscribers that acknowledged nothing for `stall_timeout`
     /// are stalled: their publishers go free and the drop policy applies.
     pub fn check_stalled(&mut self, now: Instant) {
@@ -432,6 +450,9 @@ impl Shard {
                     s.blocked.len()
                 );
                 s.stalled = true;
+                if let Some(io) = s.live_io() {
+                    io.set_congested(false);
+                }
             }
             self.release_all(key);
         }

@@ -279,7 +279,8 @@ async fn serve(
         }
     };
     let (mut reader, writer) = stream.into_split();
-    let mut writer_task = monoio::spawn(write_loop(writer, io.clone()));
+    let owner = (shard.clone(), session, generation);
+    let mut writer_task = monoio::spawn(write_loop(writer, io.clone(), owner));
     let conn = Conn {
         shard: &shard,
         session,
@@ -399,7 +400,7 @@ impl Conn<'_> {
 
 /// Writes whatever the shard appended, one write per wake-up, until the
 /// connection is closing and the buffer is empty.
-async fn write_loop(mut w: TcpOwnedWriteHalf, io: Rc<ConnIo>) {
+async fn write_loop(mut w: TcpOwnedWriteHalf, io: Rc<ConnIo>, owner: (ShardRef, usize, u64)) {
     let mut spare = BytesMut::new();
     loop {
         let more = std::future::poll_fn(|cx| io.poll_take(&mut spare, cx.waker())).await;
@@ -416,6 +417,13 @@ async fn write_loop(mut w: TcpOwnedWriteHalf, io: Rc<ConnIo>) {
         if res.is_err() {
             io.close();
             return;
+        }
+        if io.is_congested() {
+            let (shard, session, generation) = &owner;
+            with_shard(shard, |s| {
+                s.now = Instant::now();
+                s.write_progress(*session, *generation)
+            });
         }
     }
 }
