@@ -495,7 +495,8 @@ def charts(results, scs, outdir):
     made = []
     flow = [sc for sc in scs if sc.kind == "flow" and any(r["scenario"] == sc.name for r in results)]
     if flow:
-        brokers = sorted({r["broker"] for r in results})
+        names = {sc.name for sc in flow}
+        brokers = sorted({r["broker"] for r in results if r["scenario"] in names})
         fig, ax = plt.subplots(figsize=(11, 5))
         width = 0.8 / max(len(brokers), 1)
         for i, b in enumerate(brokers):
@@ -625,7 +626,10 @@ def main():
     else:
         runs = []
     if scs_run:
-        runs.append(" ".join(sys.argv[1:]) + f"  ({m['date']}: {', '.join(sc.name for sc in scs_run)})")
+        commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True,
+                                text=True).stdout.strip() or "?"
+        runs.append("bench-scripts/bench.py " + " ".join(sys.argv[1:])
+                    + f"  ({m['date']}, commit {commit}: {', '.join(sc.name for sc in scs_run)})")
     keys = sorted({k for r in results for k in r})
     with open(csv_path, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=["scenario", "broker"] + [k for k in keys if k not in ("scenario", "broker")])
