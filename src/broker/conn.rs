@@ -1,17 +1,35 @@
-//! The shard's handle on a live connection: its write buffer, the waker of
-//! its writer task, and how to close it. Shared (`Rc`) between the session
-//! that owns the connection and the connection's writer task, on one core.
+//! The shard's handle on a live connection: its write buffer, the socket's
+//! write half, and how to close it. Shared (`Rc`) between the session that
+//! owns the connection, the connection's reader task and its flush task, on
+//! one core.
 //!
-//! Every packet for the client is appended to `out` during a loop turn; the
-//! writer task wakes once and writes it all in one syscall (batching). The
-//! shard never writes to the socket itself.
+//! Every packet for the client is appended to `out` during a loop turn. The
+//! first append starts a flush task, which writes the whole buffer in one
+//! syscall (batching), keeps writing while more was appended meanwhile, and
+//! ends, parking the write half here again. An idle connection therefore has
+//! no writer task at all (its memory is mostly its tasks). The shard never
+//! writes to the socket itself.
 
+use super::shard::ShardRef;
 use bytes::BytesMut;
+use monoio::io::AsyncWriteRentExt;
+use monoio::net::tcp::TcpOwnedWriteHalf;
 use std::cell::{Cell, RefCell};
 use std::os::fd::RawFd;
+use std::rc::{Rc, Weak};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::Waker;
+
+/// A write buffer that grew past this is released after the burst.
+const WRITE_SPARE_KEEP_BYTES: usize = 256 * 1024;
+
+/// The socket's write half while no flush task runs, and who to tell about
+/// progress (the session, for back-pressure).
+pub struct Writer {
+    pub half: TcpOwnedWriteHalf,
+    pub owner: (ShardRef, usize, u64),
+}
 
 /// One connection's place in the process-wide connection count (the
 /// `max_connections` limit is a total over all cores). Taken at accept,
@@ -42,10 +60,18 @@ impl Drop for ConnSlot {
 
 pub struct ConnIo {
     out: RefCell<BytesMut>,
-    writer: Cell<Option<Waker>>,
+    /// The flush task's second buffer, kept between bursts.
+    spare: RefCell<BytesMut>,
+    /// Parked write half: `Some` exactly while no flush task runs (and the
+    /// connection has a socket: benchmarks and tests run without one).
+    writer: RefCell<Option<Writer>>,
+    flushing: Cell<bool>,
+    /// The reader waiting, at close, for the flush task to end.
+    flushed: Cell<Option<Waker>>,
+    me: RefCell<Weak<ConnIo>>,
     closing: Cell<bool>,
     /// Publishers are paused because this connection's write buffer is over
-    /// its limit: the writer reports each completed write to the shard.
+    /// its limit: the flush task reports each completed write to the shard.
     congested: Cell<bool>,
     fd: RawFd,
 }
@@ -54,20 +80,46 @@ impl ConnIo {
     pub fn new(fd: RawFd) -> Self {
         ConnIo {
             out: RefCell::new(BytesMut::new()),
-            writer: Cell::new(None),
+            spare: RefCell::new(BytesMut::new()),
+            writer: RefCell::new(None),
+            flushing: Cell::new(false),
+            flushed: Cell::new(None),
+            me: RefCell::new(Weak::new()),
             closing: Cell::new(false),
             congested: Cell::new(false),
             fd,
         }
     }
 
-    /// Appends to the write buffer with `f` and wakes the writer.
+    /// Gives the connection its socket's write half; flushing starts with
+    /// the next write (or now, if something is already waiting).
+    pub fn attach(self: &Rc<Self>, writer: Writer) {
+        *self.me.borrow_mut() = Rc::downgrade(self);
+        *self.writer.borrow_mut() = Some(writer);
+        self.kick();
+    }
+
+    /// Appends to the write buffer with `f`; starts a flush task if none runs.
     #[inline]
     pub fn write(&self, f: impl FnOnce(&mut BytesMut)) {
         f(&mut self.out.borrow_mut());
-        if let Some(w) = self.writer.take() {
-            w.wake();
+        self.kick();
+    }
+
+    /// Starts a flush task if there is something to write and none runs.
+    fn kick(&self) {
+        if self.flushing.get() || self.out.borrow().is_empty() {
+            return;
         }
+        let Some(writer) = self.writer.borrow_mut().take() else {
+            return;
+        };
+        let Some(me) = self.me.borrow().upgrade() else {
+            *self.writer.borrow_mut() = Some(writer);
+            return;
+        };
+        self.flushing.set(true);
+        monoio::spawn(flush(me, writer));
     }
 
     /// Takes everything waiting to be written (benchmarks and tests that
@@ -95,9 +147,9 @@ impl ConnIo {
 
     /// Closes the connection from the broker side: the read side is shut
     /// down so the reader task ends (its pending read returns end-of-file, on
-    /// io_uring and epoll alike), and the writer flushes what is queued and
-    /// stops. Safe to call twice. Called only while the reader task still
-    /// owns the socket, so `fd` cannot have been reused.
+    /// io_uring and epoll alike); what is queued is still flushed. Safe to
+    /// call twice. Called only while the reader task still owns the socket,
+    /// so `fd` cannot have been reused.
     pub fn close(&self) {
         if !self.closing.replace(true) {
             // SAFETY: shutdown(2) on an fd this connection still owns (see above).
@@ -105,21 +157,16 @@ impl ConnIo {
                 libc::shutdown(self.fd, libc::SHUT_RD);
             }
         }
-        if let Some(w) = self.writer.take() {
-            w.wake();
-        }
     }
 
     /// Marks the connection finished without touching the socket (the reader
-    /// has already ended); the writer flushes and stops.
+    /// has already ended); what is queued is still flushed.
     pub fn finish(&self) {
         self.closing.set(true);
-        if let Some(w) = self.writer.take() {
-            w.wake();
-        }
+        self.kick();
     }
 
-    /// Shuts both directions down: a writer stuck on a peer that does not
+    /// Shuts both directions down: a flush stuck on a peer that does not
     /// read gets an error and ends.
     pub fn abort(&self) {
         self.closing.set(true);
@@ -129,18 +176,62 @@ impl ConnIo {
         }
     }
 
-    /// Writer side: swaps the write buffer with `spare` (empty) when there is
-    /// something to write. `Ready(false)`: closing and nothing left.
-    pub fn poll_take(&self, spare: &mut BytesMut, waker: &Waker) -> std::task::Poll<bool> {
-        let mut out = self.out.borrow_mut();
-        if !out.is_empty() {
-            std::mem::swap(&mut *out, spare);
-            return std::task::Poll::Ready(true);
+    /// Ready once no flush task runs (registers `waker` otherwise).
+    pub fn poll_flushed(&self, waker: &Waker) -> std::task::Poll<()> {
+        if self.flushing.get() {
+            self.flushed.set(Some(waker.clone()));
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
         }
-        if self.closing.get() {
-            return std::task::Poll::Ready(false);
+    }
+
+    /// Drops the parked write half (the connection is over).
+    pub fn detach(&self) {
+        self.writer.borrow_mut().take();
+    }
+}
+
+/// Writes the buffer until it stays empty, then parks the write half again.
+async fn flush(io: Rc<ConnIo>, writer: Writer) {
+    let Writer { mut half, owner } = writer;
+    let mut spare = std::mem::take(&mut *io.spare.borrow_mut());
+    let mut failed = false;
+    loop {
+        {
+            let mut out = io.out.borrow_mut();
+            if out.is_empty() {
+                break;
+            }
+            std::mem::swap(&mut *out, &mut spare);
         }
-        self.writer.set(Some(waker.clone()));
-        std::task::Poll::Pending
+        let (res, mut b) = half.write_all(std::mem::take(&mut spare)).await;
+        b.clear();
+        spare = if b.capacity() > WRITE_SPARE_KEEP_BYTES {
+            BytesMut::new()
+        } else {
+            b
+        };
+        if res.is_err() {
+            failed = true;
+            io.close();
+            io.out.borrow_mut().clear();
+            break;
+        }
+        if io.is_congested() {
+            let (shard, session, generation) = &owner;
+            crate::transport::connection::with_shard(shard, |s| {
+                s.now = std::time::Instant::now();
+                s.write_progress(*session, *generation)
+            });
+        }
+    }
+    *io.spare.borrow_mut() = spare;
+    io.flushing.set(false);
+    if !failed && !io.is_closing() {
+        *io.writer.borrow_mut() = Some(Writer { half, owner });
+    }
+    if let Some(w) = io.flushed.take() {
+        w.wake();
     }
 }

@@ -13,7 +13,7 @@
 //! Closing never drops a read in flight (io_uring may still complete it):
 //! the shard shuts the socket's read side and the read returns end-of-file.
 
-use crate::broker::conn::{ConnIo, ConnSlot};
+use crate::broker::conn::{ConnIo, ConnSlot, Writer};
 use crate::broker::handle::{Flow, Held};
 use crate::broker::handle_connect::ConnectRefused;
 use crate::broker::shard::{CloseReason, Shard, ShardRef};
@@ -23,7 +23,6 @@ use bytes::BytesMut;
 use monoio::buf::IoBufMut;
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt, Splitable};
 use monoio::net::TcpStream;
-use monoio::net::tcp::TcpOwnedWriteHalf;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::rc::Rc;
@@ -35,8 +34,6 @@ const READ_MIN_BYTES: usize = 128;
 /// Largest read buffer a busy connection grows to (frames larger than this
 /// get a buffer of their own size).
 const READ_MAX_BYTES: usize = 64 * 1024;
-/// A write buffer that grew past this is replaced after the burst.
-const WRITE_SPARE_KEEP_BYTES: usize = 256 * 1024;
 /// How long a closing connection may take to flush before it is aborted.
 const CLOSE_FLUSH_MAX: Duration = Duration::from_secs(5);
 
@@ -279,8 +276,10 @@ async fn serve(
         }
     };
     let (mut reader, writer) = stream.into_split();
-    let owner = (shard.clone(), session, generation);
-    let mut writer_task = monoio::spawn(write_loop(writer, io.clone(), owner));
+    io.attach(Writer {
+        half: writer,
+        owner: (shard.clone(), session, generation),
+    });
     let conn = Conn {
         shard: &shard,
         session,
@@ -294,13 +293,15 @@ async fn serve(
     // Boxed: a monoio sleep is 640 bytes, and this future lives as long as
     // the connection (an idle connection's memory is mostly its tasks).
     let flush_deadline = Box::pin(monoio::time::sleep(CLOSE_FLUSH_MAX));
+    let flushed = std::future::poll_fn(|cx| io.poll_flushed(cx.waker()));
     monoio::select! {
-        _ = &mut writer_task => {}
+        _ = flushed => {}
         _ = flush_deadline => {
             io.abort();
-            let _ = writer_task.await;
+            std::future::poll_fn(|cx| io.poll_flushed(cx.waker())).await;
         }
     }
+    io.detach();
     drop(reader);
     drop(counted);
 }
@@ -394,36 +395,6 @@ impl Conn<'_> {
                     return Step::Close(CloseReason::Protocol("malformed packet"));
                 }
             }
-        }
-    }
-}
-
-/// Writes whatever the shard appended, one write per wake-up, until the
-/// connection is closing and the buffer is empty.
-async fn write_loop(mut w: TcpOwnedWriteHalf, io: Rc<ConnIo>, owner: (ShardRef, usize, u64)) {
-    let mut spare = BytesMut::new();
-    loop {
-        let more = std::future::poll_fn(|cx| io.poll_take(&mut spare, cx.waker())).await;
-        if !more {
-            return;
-        }
-        let (res, mut b) = w.write_all(std::mem::take(&mut spare)).await;
-        b.clear();
-        spare = if b.capacity() > WRITE_SPARE_KEEP_BYTES {
-            BytesMut::new()
-        } else {
-            b
-        };
-        if res.is_err() {
-            io.close();
-            return;
-        }
-        if io.is_congested() {
-            let (shard, session, generation) = &owner;
-            with_shard(shard, |s| {
-                s.now = Instant::now();
-                s.write_progress(*session, *generation)
-            });
         }
     }
 }
