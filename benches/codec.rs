@@ -71,9 +71,11 @@ fn bench_connect(c: &mut Criterion) {
                 payload: Bytes::from_static(b"offline"),
                 qos: QoS::AtLeastOnce,
                 retain: true,
+                properties: None,
             }),
             username: Some("user".into()),
             password: Some(Bytes::from_static(b"secret")),
+            properties: None,
         })),
         &mut frame,
     );

@@ -99,6 +99,7 @@ fn shard_with_subscribers(n: usize) -> (Shard, Vec<Rc<ConnIo>>, (usize, u64)) {
             will: None,
             username: None,
             password: None,
+            properties: None,
         };
         let key = shard.connect(io.clone(), Box::new(c), peer).unwrap();
         (io, key)
@@ -111,7 +112,11 @@ fn shard_with_subscribers(n: usize) -> (Shard, Vec<Rc<ConnIo>>, (usize, u64)) {
             filters: vec![SubscribeFilter {
                 filter: "fan/out".into(),
                 qos: QoS::AtMostOnce,
+                no_local: false,
+                retain_as_published: false,
+                retain_handling: 0,
             }],
+            properties: None,
         });
         let _ = shard.handle(k, generation, sub);
         io.take_pending();
@@ -133,6 +138,7 @@ fn bench_fanout(c: &mut Criterion) {
             topic: "fan/out".into(),
             packet_id: 0,
             payload: Bytes::from(vec![1u8; 64]),
+            properties: None,
         };
         g.throughput(Throughput::Elements(n as u64));
         g.bench_function(format!("one_publish_to_{n}"), |b| {

@@ -509,6 +509,7 @@ fn mqtt31_accepted_and_works() {
             will: None,
             username: None,
             password: None,
+            properties: None,
         })));
         assert_eq!(
             c.recv(T),

@@ -162,8 +162,12 @@ fn invalid_filter_gets_suback_failure() {
             .map(|f| SubscribeFilter {
                 filter: (*f).into(),
                 qos: Q::AtLeastOnce,
+                no_local: false,
+                retain_as_published: false,
+                retain_handling: 0,
             })
             .collect(),
+        properties: None,
     }));
     match c.recv(T) {
         Some(Packet::SubAck(s)) => {

@@ -70,6 +70,7 @@ fn will(topic: &str, payload: &'static [u8], qos: Q, retain: bool) -> Will {
         payload: Bytes::from_static(payload),
         qos,
         retain,
+        properties: None,
     }
 }
 
@@ -195,8 +196,12 @@ fn sys_watcher(b: &Broker, id: &str, names: &[&str]) -> Raw {
             .map(|n| SubscribeFilter {
                 filter: format!("$SYS/broker/{n}").into(),
                 qos: Q::AtMostOnce,
+                no_local: false,
+                retain_as_published: false,
+                retain_handling: 0,
             })
             .collect(),
+        properties: None,
     }));
     c
 }
@@ -623,6 +628,7 @@ fn qos2_inbound_is_routed_exactly_once() {
             topic: "eo/x".into(),
             packet_id: 9,
             payload: Bytes::from_static(b"across"),
+            properties: None,
         }));
         assert_eq!(pp.recv(T), Some(Packet::PubRec(9)));
         pp.send_packet(&Packet::PubRel(9));

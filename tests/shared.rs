@@ -188,8 +188,12 @@ fn invalid_shared_filters_get_suback_failure() {
                 .map(|(f, _)| SubscribeFilter {
                     filter: (*f).into(),
                     qos: Q::AtLeastOnce,
+                    no_local: false,
+                    retain_as_published: false,
+                    retain_handling: 0,
                 })
                 .collect(),
+            properties: None,
         }));
         match c.recv(T) {
             Some(Packet::SubAck(s)) => {

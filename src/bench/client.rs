@@ -232,6 +232,7 @@ async fn client_main(ctx: Rc<ThreadCtx>, idx: usize) {
             .password
             .as_ref()
             .map(|p| bytes::Bytes::from(p.clone().into_bytes())),
+        properties: None,
     }));
     let mut out = BytesMut::new();
     protocol::encode(&connect, &mut out);
@@ -272,7 +273,11 @@ async fn client_main(ctx: Rc<ThreadCtx>, idx: usize) {
                         filters: vec![SubscribeFilter {
                             filter: filter.into(),
                             qos,
+                            no_local: false,
+                            retain_as_published: false,
+                            retain_handling: 0,
                         }],
+                        properties: None,
                     }),
                     b,
                 )

@@ -60,6 +60,12 @@ impl Shard {
             Packet::ConnAck(_) | Packet::SubAck(_) | Packet::UnsubAck(_) | Packet::PingResp => Err(
                 CloseReason::Protocol("server-to-client packet from a client"),
             ),
+            Packet::ConnAckV5(_)
+            | Packet::AckV5(_)
+            | Packet::SubAckV5(_)
+            | Packet::UnsubAckV5(_)
+            | Packet::DisconnectV5(_)
+            | Packet::Auth(_) => Err(CloseReason::Protocol("MQTT 5 packet")),
         }
     }
 

@@ -88,6 +88,7 @@ impl Cluster {
             will: None,
             username: None,
             password: None,
+            properties: None,
         };
         let peer = "127.0.0.1:9".parse().unwrap();
         let (k, g) = self.shards[core]
@@ -104,7 +105,11 @@ impl Cluster {
             filters: vec![SubscribeFilter {
                 filter: filter.into(),
                 qos: QoS::AtMostOnce,
+                no_local: false,
+                retain_as_published: false,
+                retain_handling: 0,
             }],
+            properties: None,
         });
         let _ = self.shards[core].borrow_mut().handle(key.0, key.1, p);
     }
@@ -117,6 +122,7 @@ impl Cluster {
             topic: topic.into(),
             packet_id: 0,
             payload: Bytes::from_static(b"x"),
+            properties: None,
         });
         let _ = self.shards[core].borrow_mut().handle(key.0, key.1, p);
     }
@@ -170,6 +176,7 @@ fn last_unsubscribe_removes_the_core_from_the_index() {
         let u = Packet::Unsubscribe(crate::protocol::Unsubscribe {
             packet_id: 2,
             filters: vec!["k/1".into()],
+            properties: None,
         });
         let _ = c.shards[0].borrow_mut().handle(key.0, key.1, u);
     };
@@ -194,6 +201,7 @@ fn retained_messages_replicate_to_every_core_in_one_order() {
             topic: "r/t".into(),
             packet_id: 0,
             payload: Bytes::from_static(payload),
+            properties: None,
         });
         let _ = c.shards[core].borrow_mut().handle(key.0, key.1, p);
     };

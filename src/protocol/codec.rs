@@ -1,9 +1,14 @@
 //! Framing and primitives shared by every packet: the fixed header, the
 //! variable-length remaining length, and a checked reader over a packet body.
-//! `decode` dispatches on the packet type; `encode` writes any packet.
+//! `decode` dispatches on the packet type (and, for v5, the version);
+//! `encode` / `encode_v` write any packet. Acks, DISCONNECT and AUTH live here.
 
-use super::{DecodeError, Packet, ProtocolVersion, connect, publish, subscribe};
-use bytes::{BufMut, Bytes, BytesMut};
+use super::properties::{self, PropCtx};
+use super::{
+    AckKind, AckV5, Auth, DecodeError, DisconnectV5, Packet, Properties, ProtocolVersion, connect,
+    publish, reason, subscribe,
+};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use bytestring::ByteString;
 
 /// Largest value the 4-byte remaining length can carry (268,435,455).
@@ -97,7 +102,8 @@ fn decode_body(
     version: Option<ProtocolVersion>,
 ) -> Result<Packet, DecodeError> {
     let flags = byte0 & 0x0f;
-    let _ = version; // 3.1 and 3.1.1 share one body format after CONNECT.
+    // 3.1 and 3.1.1 share one body format after CONNECT; v5 differs.
+    let v5 = version == Some(ProtocolVersion::V5);
     let mut r = Reader::new(body);
     let packet = match byte0 >> 4 {
         1 => {
@@ -106,40 +112,52 @@ fn decode_body(
         }
         2 => {
             expect_flags(flags, 0)?;
-            Packet::ConnAck(connect::decode_connack(&mut r)?)
+            if v5 {
+                Packet::ConnAckV5(connect::decode_connack_v5(&mut r)?)
+            } else {
+                Packet::ConnAck(connect::decode_connack(&mut r)?)
+            }
         }
-        3 => Packet::Publish(publish::decode_publish(flags, &mut r)?),
+        3 => Packet::Publish(publish::decode_publish(flags, &mut r, v5)?),
         4 => {
             expect_flags(flags, 0)?;
-            Packet::PubAck(r.packet_id()?)
+            decode_ack(&mut r, v5, AckKind::PubAck)?
         }
         5 => {
             expect_flags(flags, 0)?;
-            Packet::PubRec(r.packet_id()?)
+            decode_ack(&mut r, v5, AckKind::PubRec)?
         }
         6 => {
             expect_flags(flags, 0b0010)?;
-            Packet::PubRel(r.packet_id()?)
+            decode_ack(&mut r, v5, AckKind::PubRel)?
         }
         7 => {
             expect_flags(flags, 0)?;
-            Packet::PubComp(r.packet_id()?)
+            decode_ack(&mut r, v5, AckKind::PubComp)?
         }
         8 => {
             expect_flags(flags, 0b0010)?;
-            Packet::Subscribe(subscribe::decode_subscribe(&mut r)?)
+            Packet::Subscribe(subscribe::decode_subscribe(&mut r, v5)?)
         }
         9 => {
             expect_flags(flags, 0)?;
-            Packet::SubAck(subscribe::decode_suback(&mut r)?)
+            if v5 {
+                Packet::SubAckV5(subscribe::decode_suback_v5(&mut r)?)
+            } else {
+                Packet::SubAck(subscribe::decode_suback(&mut r)?)
+            }
         }
         10 => {
             expect_flags(flags, 0b0010)?;
-            Packet::Unsubscribe(subscribe::decode_unsubscribe(&mut r)?)
+            Packet::Unsubscribe(subscribe::decode_unsubscribe(&mut r, v5)?)
         }
         11 => {
             expect_flags(flags, 0)?;
-            Packet::UnsubAck(r.packet_id()?)
+            if v5 {
+                Packet::UnsubAckV5(subscribe::decode_unsuback_v5(&mut r)?)
+            } else {
+                Packet::UnsubAck(r.packet_id()?)
+            }
         }
         12 => {
             expect_flags(flags, 0)?;
@@ -151,7 +169,26 @@ fn decode_body(
         }
         14 => {
             expect_flags(flags, 0)?;
-            Packet::Disconnect
+            if v5 {
+                let (reason, properties) = decode_reason_and_properties(
+                    &mut r,
+                    reason::DISCONNECT_CODES,
+                    PropCtx::Disconnect,
+                )?;
+                if reason == reason::NORMAL_DISCONNECTION && properties.is_none() {
+                    Packet::Disconnect
+                } else {
+                    Packet::DisconnectV5(DisconnectV5 { reason, properties })
+                }
+            } else {
+                Packet::Disconnect
+            }
+        }
+        15 if v5 => {
+            expect_flags(flags, 0)?;
+            let (reason, properties) =
+                decode_reason_and_properties(&mut r, reason::AUTH_CODES, PropCtx::Auth)?;
+            Packet::Auth(Auth { reason, properties })
         }
         0 => return Err(DecodeError::Malformed("reserved packet type 0")),
         _ => return Err(DecodeError::Malformed("packet type 15 (AUTH) needs MQTT 5")),
@@ -168,7 +205,72 @@ fn expect_flags(flags: u8, want: u8) -> Result<(), DecodeError> {
     }
 }
 
-/// Appends `packet` in wire format to `buf`.
+/// Checks a v5 reason code against the codes its packet may carry.
+pub(crate) fn check_reason(code: u8, valid: &[u8]) -> Result<u8, DecodeError> {
+    if valid.contains(&code) {
+        Ok(code)
+    } else {
+        Err(DecodeError::Protocol(
+            "reason code not valid for this packet",
+        ))
+    }
+}
+
+/// A publish acknowledgement. In v5 the reason code and then the properties
+/// may follow the packet id (each omitted when the body ends); success without
+/// properties is the plain variant.
+fn decode_ack(r: &mut Reader, v5: bool, kind: AckKind) -> Result<Packet, DecodeError> {
+    let packet_id = r.packet_id()?;
+    let (reason, properties) = if v5 && r.remaining() > 0 {
+        let ctx = match kind {
+            AckKind::PubAck => PropCtx::PubAck,
+            AckKind::PubRec => PropCtx::PubRec,
+            AckKind::PubRel => PropCtx::PubRel,
+            AckKind::PubComp => PropCtx::PubComp,
+        };
+        decode_reason_and_properties(r, kind.reason_codes(), ctx)?
+    } else {
+        (reason::SUCCESS, None)
+    };
+    if reason == reason::SUCCESS && properties.is_none() {
+        return Ok(match kind {
+            AckKind::PubAck => Packet::PubAck(packet_id),
+            AckKind::PubRec => Packet::PubRec(packet_id),
+            AckKind::PubRel => Packet::PubRel(packet_id),
+            AckKind::PubComp => Packet::PubComp(packet_id),
+        });
+    }
+    Ok(Packet::AckV5(AckV5 {
+        kind,
+        packet_id,
+        reason,
+        properties,
+    }))
+}
+
+/// An optional reason code then optional properties, each absent when the
+/// body ends before it (v5 acks, DISCONNECT, AUTH).
+fn decode_reason_and_properties(
+    r: &mut Reader,
+    valid: &[u8],
+    ctx: PropCtx,
+) -> Result<(u8, Option<Box<Properties>>), DecodeError> {
+    if r.remaining() == 0 {
+        return Ok((reason::SUCCESS, None));
+    }
+    let code = check_reason(r.u8()?, valid)?;
+    let properties = if r.remaining() > 0 {
+        properties::decode_properties(r, ctx)?
+    } else {
+        None
+    };
+    Ok((code, properties))
+}
+
+/// Appends `packet` in wire format to `buf`: 3.1.1 for the variants 3.1.1 and
+/// 5 share (v5 properties and subscription options are not written), v5 for
+/// the v5-only variants. A CONNECT is written in the format of its own
+/// `version`. Use [`encode_v`] to write shared variants in v5 form.
 pub fn encode(packet: &Packet, buf: &mut BytesMut) {
     match packet {
         Packet::Connect(c) => connect::encode_connect(c, buf),
@@ -195,7 +297,115 @@ pub fn encode(packet: &Packet, buf: &mut BytesMut) {
         Packet::PingReq => buf.put_slice(&[0xc0, 0]),
         Packet::PingResp => buf.put_slice(&[0xd0, 0]),
         Packet::Disconnect => buf.put_slice(&[0xe0, 0]),
+        Packet::ConnAckV5(c) => connect::encode_connack_v5(c, buf),
+        Packet::AckV5(a) => {
+            let byte0 = match a.kind {
+                AckKind::PubAck => 0x40,
+                AckKind::PubRec => 0x50,
+                AckKind::PubRel => 0x62,
+                AckKind::PubComp => 0x70,
+            };
+            encode_ack_v5(buf, byte0, a.packet_id, a.reason, a.properties.as_deref());
+        }
+        Packet::SubAckV5(s) => subscribe::encode_reasons_v5(
+            buf,
+            0x90,
+            s.packet_id,
+            &s.reasons,
+            s.properties.as_deref(),
+        ),
+        Packet::UnsubAckV5(u) => subscribe::encode_reasons_v5(
+            buf,
+            0xb0,
+            u.packet_id,
+            &u.reasons,
+            u.properties.as_deref(),
+        ),
+        Packet::DisconnectV5(d) => encode_reason_v5(buf, 0xe0, d.reason, d.properties.as_deref()),
+        Packet::Auth(a) => encode_reason_v5(buf, 0xf0, a.reason, a.properties.as_deref()),
     }
+}
+
+/// Appends `packet` to `buf` in the wire format of `version`. For 3.1 and
+/// 3.1.1 this is [`encode`]. For v5 the shared variants get their v5 form:
+/// PUBLISH, SUBSCRIBE and UNSUBSCRIBE with their properties (an empty block
+/// when `None`) and subscription options; acks in the shortest form (packet id
+/// only); CONNACK with the v5 reason of its return code; SUBACK with its codes
+/// (failure is 0x80); `UnsubAck(id)` with no reason codes (v5 wants one per
+/// filter: send [`Packet::UnsubAckV5`] instead). A CONNECT is written in the
+/// format of its own `version`.
+pub fn encode_v(version: ProtocolVersion, packet: &Packet, buf: &mut BytesMut) {
+    if version != ProtocolVersion::V5 {
+        return encode(packet, buf);
+    }
+    match packet {
+        Packet::ConnAck(c) => {
+            buf.put_slice(&[0x20, 3, c.session_present as u8, c.code.v5_reason(), 0]);
+        }
+        Packet::Publish(p) => publish::encode_publish_v5(
+            buf,
+            &p.topic,
+            &p.payload,
+            p.qos,
+            p.packet_id,
+            p.retain,
+            p.dup,
+            p.properties.as_deref(),
+        ),
+        Packet::Subscribe(s) => subscribe::encode_subscribe_v5(s, buf),
+        Packet::SubAck(s) => subscribe::encode_suback_as_v5(s, buf),
+        Packet::Unsubscribe(u) => subscribe::encode_unsubscribe_v5(u, buf),
+        Packet::UnsubAck(id) => subscribe::encode_reasons_v5(buf, 0xb0, *id, &[], None),
+        // The same bytes in every version, or the v5-only variants.
+        _ => encode(packet, buf),
+    }
+}
+
+/// Writes a v5 publish ack: packet id, then the reason code unless it is 0
+/// and there are no properties, then the properties if there are some.
+fn encode_ack_v5(
+    buf: &mut BytesMut,
+    byte0: u8,
+    packet_id: u16,
+    reason: u8,
+    properties: Option<&Properties>,
+) {
+    let (plen, block) = properties::block_len(properties);
+    let [hi, lo] = packet_id.to_be_bytes();
+    if plen == 0 {
+        if reason == reason::SUCCESS {
+            buf.put_slice(&[byte0, 2, hi, lo]);
+        } else {
+            buf.put_slice(&[byte0, 3, hi, lo, reason]);
+        }
+        return;
+    }
+    let remaining = 3 + block;
+    buf.reserve(1 + remaining_length_len(remaining) + remaining);
+    buf.put_u8(byte0);
+    put_remaining_length(buf, remaining);
+    buf.put_slice(&[hi, lo, reason]);
+    properties::put_block(buf, properties, plen);
+}
+
+/// Writes a v5 DISCONNECT or AUTH: empty for reason 0 without properties,
+/// the reason code alone without properties, else both.
+fn encode_reason_v5(buf: &mut BytesMut, byte0: u8, reason: u8, properties: Option<&Properties>) {
+    let (plen, block) = properties::block_len(properties);
+    if plen == 0 {
+        if reason == reason::SUCCESS {
+            buf.put_slice(&[byte0, 0]);
+        } else {
+            buf.put_slice(&[byte0, 1, reason]);
+        }
+        return;
+    }
+    let remaining = 1 + block;
+    buf.reserve(1 + remaining_length_len(remaining) + remaining);
+    buf.put_u8(byte0);
+    put_remaining_length(buf, remaining);
+    buf.put_u8(reason);
+    properties::put_block(buf, properties, plen);
 }
 
 /// Writes a 4-byte acknowledgement: type/flags, length 2, packet id.
@@ -253,16 +463,45 @@ impl Reader {
     }
 
     pub(crate) fn u8(&mut self) -> Result<u8, DecodeError> {
-        let Some(&b) = self.buf.first() else {
-            return Err(DecodeError::Malformed("packet body too short"));
-        };
-        self.buf = self.buf.slice(1..);
-        Ok(b)
+        self.need(1)?;
+        Ok(self.buf.get_u8())
     }
 
     pub(crate) fn u16(&mut self) -> Result<u16, DecodeError> {
-        let b = self.take(2)?;
-        Ok(u16::from_be_bytes([b[0], b[1]]))
+        self.need(2)?;
+        Ok(self.buf.get_u16())
+    }
+
+    pub(crate) fn u32(&mut self) -> Result<u32, DecodeError> {
+        self.need(4)?;
+        Ok(self.buf.get_u32())
+    }
+
+    /// Checks that `n` more bytes are there. The fixed-width reads then
+    /// advance the cursor in place instead of slicing (no reference count
+    /// traffic on the shared buffer).
+    fn need(&self, n: usize) -> Result<(), DecodeError> {
+        if self.buf.len() < n {
+            Err(DecodeError::Malformed("packet body too short"))
+        } else {
+            Ok(())
+        }
+    }
+
+    /// A Variable Byte Integer (section 1.5.5): at most 4 bytes. Like the
+    /// remaining length, a non-minimal encoding is accepted.
+    pub(crate) fn vbi(&mut self) -> Result<u32, DecodeError> {
+        let mut value = 0u32;
+        for i in 0..4 {
+            let b = self.u8()?;
+            value |= ((b & 0x7f) as u32) << (7 * i);
+            if b & 0x80 == 0 {
+                return Ok(value);
+            }
+        }
+        Err(DecodeError::Malformed(
+            "variable byte integer longer than 4 bytes",
+        ))
     }
 
     /// A non-zero packet identifier.

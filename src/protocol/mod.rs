@@ -1,24 +1,37 @@
 //! MQTT control packets: types, decoding and encoding. Pure: no I/O, no runtime,
 //! no broker state.
 //!
-//! Owns: the wire format of every MQTT 3.1 / 3.1.1 control packet and the
+//! Owns: the wire format of every MQTT 3.1 / 3.1.1 / 5.0 control packet and the
 //! validity rules the spec puts on the bytes (remaining-length encoding,
-//! reserved flag bits, UTF-8 strings, packet identifiers, CONNECT flags).
+//! reserved flag bits, UTF-8 strings, packet identifiers, CONNECT flags, v5
+//! properties and reason codes).
 //! Must not: decide broker behaviour (what a CONNECT with a taken client id
 //! means is `broker`'s business) or validate topic filters (that is `topic`).
 //!
 //! Decoding never panics on input: every length is checked before it is read,
 //! and a bad packet becomes a [`DecodeError`] whose variant tells the caller
-//! which reason (CONNACK code, or later v5 DISCONNECT reason) applies.
-//! The payload of a PUBLISH is a zero-copy [`Bytes`] slice of the read buffer.
+//! which reason (CONNACK code, or v5 reason via [`DecodeError::v5_reason`])
+//! applies. The payload of a PUBLISH is a zero-copy [`Bytes`] slice of the read
+//! buffer.
+//!
+//! MQTT 5: `decode(.., Some(ProtocolVersion::V5), ..)` reads v5 bodies
+//! (properties, reason codes, subscription options); a CONNECT always decodes
+//! by its own protocol level. The packets 3.1.1 and 5 share keep their
+//! variants (with `properties: None` outside v5); v5 acknowledgements that
+//! carry only success decode as the plain variants, anything more as the `*V5`
+//! variants. [`encode`] writes the 3.1.1 form of shared variants, [`encode_v`]
+//! the form of a given version.
 
 mod codec;
 mod connect;
+mod properties;
 mod publish;
+pub mod reason;
 mod subscribe;
 
-pub use codec::{decode, encode, frame_len};
-pub use publish::{encode_publish, publish_packet_id_offset};
+pub use codec::{decode, encode, encode_v, frame_len};
+pub use properties::{Properties, properties_len};
+pub use publish::{encode_publish, encode_publish_v5, publish_packet_id_offset};
 
 use bytes::Bytes;
 use bytestring::ByteString;
@@ -30,6 +43,8 @@ pub enum ProtocolVersion {
     V31,
     /// MQTT 3.1.1, protocol name "MQTT", level 4.
     V311,
+    /// MQTT 5.0, protocol name "MQTT", level 5.
+    V5,
 }
 
 impl ProtocolVersion {
@@ -38,6 +53,7 @@ impl ProtocolVersion {
         match self {
             ProtocolVersion::V31 => 3,
             ProtocolVersion::V311 => 4,
+            ProtocolVersion::V5 => 5,
         }
     }
 }
@@ -102,7 +118,21 @@ impl std::fmt::Display for DecodeError {
 
 impl std::error::Error for DecodeError {}
 
-/// CONNECT (client → server).
+impl DecodeError {
+    /// The MQTT 5 reason code for this error, for the CONNACK or DISCONNECT
+    /// that reports it.
+    pub fn v5_reason(&self) -> u8 {
+        match self {
+            DecodeError::Malformed(_) | DecodeError::BadProtocolName => reason::MALFORMED_PACKET,
+            DecodeError::Protocol(_) => reason::PROTOCOL_ERROR,
+            DecodeError::TooLarge { .. } => reason::PACKET_TOO_LARGE,
+            DecodeError::UnsupportedProtocolLevel(_) => reason::UNSUPPORTED_PROTOCOL_VERSION,
+        }
+    }
+}
+
+/// CONNECT (client → server). In v5, `clean_session` is Clean Start, and a
+/// password may come without a username.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Connect {
     pub version: ProtocolVersion,
@@ -112,6 +142,8 @@ pub struct Connect {
     pub will: Option<Will>,
     pub username: Option<ByteString>,
     pub password: Option<Bytes>,
+    /// v5 CONNECT properties; `None` before v5 or when there are none.
+    pub properties: Option<Box<Properties>>,
 }
 
 /// The will message carried in CONNECT.
@@ -121,6 +153,8 @@ pub struct Will {
     pub payload: Bytes,
     pub qos: QoS,
     pub retain: bool,
+    /// v5 will properties; `None` before v5 or when there are none.
+    pub properties: Option<Box<Properties>>,
 }
 
 /// CONNACK return codes of MQTT 3.1.1 (section 3.2.2.3).
@@ -146,6 +180,18 @@ impl ConnectReturnCode {
             _ => return None,
         })
     }
+
+    /// The MQTT 5 CONNACK reason code with the same meaning.
+    pub fn v5_reason(self) -> u8 {
+        match self {
+            Self::Accepted => reason::SUCCESS,
+            Self::UnacceptableProtocolVersion => reason::UNSUPPORTED_PROTOCOL_VERSION,
+            Self::IdentifierRejected => reason::CLIENT_IDENTIFIER_NOT_VALID,
+            Self::ServerUnavailable => reason::SERVER_UNAVAILABLE,
+            Self::BadUsernameOrPassword => reason::BAD_USER_NAME_OR_PASSWORD,
+            Self::NotAuthorized => reason::NOT_AUTHORIZED,
+        }
+    }
 }
 
 /// CONNACK (server → client).
@@ -155,7 +201,8 @@ pub struct ConnAck {
     pub code: ConnectReturnCode,
 }
 
-/// PUBLISH (both directions). `packet_id` is 0 for QoS 0.
+/// PUBLISH (both directions). `packet_id` is 0 for QoS 0. In v5 the topic
+/// may be empty when the properties carry a topic alias.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Publish {
     pub dup: bool,
@@ -164,13 +211,24 @@ pub struct Publish {
     pub topic: ByteString,
     pub packet_id: u16,
     pub payload: Bytes,
+    /// v5 PUBLISH properties; `None` before v5 or when there are none.
+    pub properties: Option<Box<Properties>>,
 }
 
-/// One topic filter of a SUBSCRIBE with its requested QoS.
+/// One topic filter of a SUBSCRIBE with its subscription options. Before v5
+/// only `qos` is on the wire; the other options are false / 0.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SubscribeFilter {
     pub filter: ByteString,
+    /// The requested (v5: maximum) QoS.
     pub qos: QoS,
+    /// v5 No Local: do not send the subscriber its own messages.
+    pub no_local: bool,
+    /// v5 Retain As Published: keep the RETAIN flag on forwarded messages.
+    pub retain_as_published: bool,
+    /// v5 Retain Handling: 0 send retained messages on subscribe, 1 only for a
+    /// new subscription, 2 never. 3 does not decode.
+    pub retain_handling: u8,
 }
 
 /// SUBSCRIBE (client → server).
@@ -178,6 +236,8 @@ pub struct SubscribeFilter {
 pub struct Subscribe {
     pub packet_id: u16,
     pub filters: Vec<SubscribeFilter>,
+    /// v5 SUBSCRIBE properties; `None` before v5 or when there are none.
+    pub properties: Option<Box<Properties>>,
 }
 
 /// A SUBACK return code: the granted QoS, or failure.
@@ -208,9 +268,92 @@ pub struct SubAck {
 pub struct Unsubscribe {
     pub packet_id: u16,
     pub filters: Vec<ByteString>,
+    /// v5 UNSUBSCRIBE properties; `None` before v5 or when there are none.
+    pub properties: Option<Box<Properties>>,
 }
 
-/// Every MQTT 3.1.1 control packet.
+/// v5 CONNACK (server → client): a reason code from [`reason::CONNACK_CODES`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConnAckV5 {
+    pub session_present: bool,
+    pub reason: u8,
+    pub properties: Option<Box<Properties>>,
+}
+
+/// Which of the four publish acknowledgements an [`AckV5`] is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum AckKind {
+    PubAck,
+    PubRec,
+    PubRel,
+    PubComp,
+}
+
+impl AckKind {
+    /// The packet's name for logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            AckKind::PubAck => "PUBACK",
+            AckKind::PubRec => "PUBREC",
+            AckKind::PubRel => "PUBREL",
+            AckKind::PubComp => "PUBCOMP",
+        }
+    }
+
+    /// The reason codes this acknowledgement may carry.
+    pub fn reason_codes(self) -> &'static [u8] {
+        match self {
+            AckKind::PubAck | AckKind::PubRec => reason::PUBACK_CODES,
+            AckKind::PubRel | AckKind::PubComp => reason::PUBREL_CODES,
+        }
+    }
+}
+
+/// v5 PUBACK / PUBREC / PUBREL / PUBCOMP with a non-zero reason code or
+/// properties (one with neither decodes as the plain variant).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AckV5 {
+    pub kind: AckKind,
+    pub packet_id: u16,
+    pub reason: u8,
+    pub properties: Option<Box<Properties>>,
+}
+
+/// v5 SUBACK (server → client): one reason code per filter, from
+/// [`reason::SUBACK_CODES`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SubAckV5 {
+    pub packet_id: u16,
+    pub reasons: Vec<u8>,
+    pub properties: Option<Box<Properties>>,
+}
+
+/// v5 UNSUBACK (server → client): one reason code per filter, from
+/// [`reason::UNSUBACK_CODES`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UnsubAckV5 {
+    pub packet_id: u16,
+    pub reasons: Vec<u8>,
+    pub properties: Option<Box<Properties>>,
+}
+
+/// v5 DISCONNECT (both directions) with a non-zero reason code or properties
+/// (one with neither decodes as [`Packet::Disconnect`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DisconnectV5 {
+    pub reason: u8,
+    pub properties: Option<Box<Properties>>,
+}
+
+/// v5 AUTH (both directions): a reason code from [`reason::AUTH_CODES`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Auth {
+    pub reason: u8,
+    pub properties: Option<Box<Properties>>,
+}
+
+/// Every MQTT 3.1 / 3.1.1 / 5.0 control packet. The `*V5` variants and `Auth`
+/// exist only in MQTT 5.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Packet {
     Connect(Box<Connect>),
@@ -227,6 +370,12 @@ pub enum Packet {
     PingReq,
     PingResp,
     Disconnect,
+    ConnAckV5(ConnAckV5),
+    AckV5(AckV5),
+    SubAckV5(SubAckV5),
+    UnsubAckV5(UnsubAckV5),
+    DisconnectV5(DisconnectV5),
+    Auth(Auth),
 }
 
 impl Packet {
@@ -247,6 +396,12 @@ impl Packet {
             Packet::PingReq => "PINGREQ",
             Packet::PingResp => "PINGRESP",
             Packet::Disconnect => "DISCONNECT",
+            Packet::ConnAckV5(_) => "CONNACK",
+            Packet::AckV5(a) => a.kind.name(),
+            Packet::SubAckV5(_) => "SUBACK",
+            Packet::UnsubAckV5(_) => "UNSUBACK",
+            Packet::DisconnectV5(_) => "DISCONNECT",
+            Packet::Auth(_) => "AUTH",
         }
     }
 }

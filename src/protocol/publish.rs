@@ -1,12 +1,14 @@
-//! PUBLISH body (MQTT 3.1.1 section 3.3). The hot path: the payload is a slice
-//! of the read buffer on decode, and encoding writes straight into the
-//! connection's write buffer with one reservation.
+//! PUBLISH body (MQTT 3.1.1 section 3.3, MQTT 5.0 section 3.3). The hot path:
+//! the payload is a slice of the read buffer on decode, and encoding writes
+//! straight into the connection's write buffer with one reservation. A 3.1.1
+//! PUBLISH never touches properties.
 
 use super::codec::{Reader, put_remaining_length, remaining_length_len};
+use super::properties::{self, PropCtx, Properties};
 use super::{DecodeError, Publish, QoS};
 use bytes::{BufMut, BytesMut};
 
-pub(crate) fn decode_publish(flags: u8, r: &mut Reader) -> Result<Publish, DecodeError> {
+pub(crate) fn decode_publish(flags: u8, r: &mut Reader, v5: bool) -> Result<Publish, DecodeError> {
     let dup = flags & 0x08 != 0;
     let qos = QoS::from_bits((flags >> 1) & 0x03).ok_or(DecodeError::Malformed("PUBLISH QoS 3"))?;
     let retain = flags & 0x01 != 0;
@@ -14,7 +16,7 @@ pub(crate) fn decode_publish(flags: u8, r: &mut Reader) -> Result<Publish, Decod
         return Err(DecodeError::Malformed("DUP set on a QoS 0 PUBLISH"));
     }
     let topic = r.string()?;
-    if topic.is_empty() {
+    if topic.is_empty() && !v5 {
         return Err(DecodeError::Protocol("empty topic name"));
     }
     if topic.bytes().any(|b| b == b'+' || b == b'#') {
@@ -25,6 +27,17 @@ pub(crate) fn decode_publish(flags: u8, r: &mut Reader) -> Result<Publish, Decod
     } else {
         r.packet_id()?
     };
+    let properties = if v5 {
+        properties::decode_properties(r, PropCtx::Publish)?
+    } else {
+        None
+    };
+    // v5: an empty topic stands for the one a Topic Alias maps to (3.3.2.1).
+    if topic.is_empty() && properties.as_ref().is_none_or(|p| p.topic_alias.is_none()) {
+        return Err(DecodeError::Protocol(
+            "empty topic name without a topic alias",
+        ));
+    }
     Ok(Publish {
         dup,
         qos,
@@ -32,6 +45,7 @@ pub(crate) fn decode_publish(flags: u8, r: &mut Reader) -> Result<Publish, Decod
         topic,
         packet_id,
         payload: r.rest(),
+        properties,
     })
 }
 
@@ -65,8 +79,44 @@ pub fn encode_publish(
     buf.put_slice(payload);
 }
 
+/// Appends one v5 PUBLISH to `buf`: as [`encode_publish`], with the property
+/// block (length 0 for `None`) between the packet id and the payload.
+#[allow(clippy::too_many_arguments)]
+pub fn encode_publish_v5(
+    buf: &mut BytesMut,
+    topic: &str,
+    payload: &[u8],
+    qos: QoS,
+    packet_id: u16,
+    retain: bool,
+    dup: bool,
+    properties: Option<&Properties>,
+) {
+    let (plen, block) = properties::block_len(properties);
+    let id_len = if qos == QoS::AtMostOnce { 0 } else { 2 };
+    let remaining = 2 + topic.len() + id_len + block + payload.len();
+    buf.reserve(1 + remaining_length_len(remaining) + remaining);
+    let mut byte0 = 0x30 | ((qos as u8) << 1);
+    if retain {
+        byte0 |= 0x01;
+    }
+    if dup && qos != QoS::AtMostOnce {
+        byte0 |= 0x08;
+    }
+    buf.put_u8(byte0);
+    put_remaining_length(buf, remaining);
+    buf.put_u16(topic.len() as u16);
+    buf.put_slice(topic.as_bytes());
+    if id_len != 0 {
+        buf.put_u16(packet_id);
+    }
+    properties::put_block(buf, properties, plen);
+    buf.put_slice(payload);
+}
+
 /// Offset of the packet identifier inside an encoded QoS 1/2 PUBLISH whose
-/// topic is `topic_len` bytes and whose remaining length is `remaining`.
+/// topic is `topic_len` bytes and whose remaining length is `remaining` (v5
+/// too: the properties follow the packet id).
 pub fn publish_packet_id_offset(topic_len: usize, remaining: usize) -> usize {
     1 + remaining_length_len(remaining) + 2 + topic_len
 }

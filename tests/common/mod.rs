@@ -274,6 +274,7 @@ pub fn connect_packet(
         will,
         username: None,
         password: None,
+        properties: None,
     }))
 }
 
@@ -283,7 +284,11 @@ pub fn subscribe_packet(packet_id: u16, filter: &str, qos: protocol::QoS) -> Pac
         filters: vec![protocol::SubscribeFilter {
             filter: filter.into(),
             qos,
+            no_local: false,
+            retain_as_published: false,
+            retain_handling: 0,
         }],
+        properties: None,
     })
 }
 
@@ -301,6 +306,7 @@ pub fn publish_packet(
         topic: topic.into(),
         packet_id,
         payload: bytes::Bytes::copy_from_slice(payload),
+        properties: None,
     })
 }
 
