@@ -70,13 +70,11 @@ impl Shard {
         session: usize,
         packet_id: u16,
     ) -> Result<Flow, CloseReason> {
-        let config = self.config.clone();
-        if let Some(s) = self.sessions.get_mut(session)
-            && s.on_puback(packet_id)
-        {
-            self.stats.messages_sent += s.fill_window(&config) as u64;
-            self.progress(session);
-        }
+        let matched = self
+            .sessions
+            .get_mut(session)
+            .is_some_and(|s| s.on_puback(packet_id));
+        self.completed(session, matched);
         Ok(Flow::Continue)
     }
 
@@ -97,13 +95,24 @@ impl Shard {
         session: usize,
         packet_id: u16,
     ) -> Result<Flow, CloseReason> {
-        let config = self.config.clone();
-        if let Some(s) = self.sessions.get_mut(session)
-            && s.on_pubcomp(packet_id)
-        {
-            self.stats.messages_sent += s.fill_window(&config) as u64;
-            self.progress(session);
-        }
+        let matched = self
+            .sessions
+            .get_mut(session)
+            .is_some_and(|s| s.on_pubcomp(packet_id));
+        self.completed(session, matched);
         Ok(Flow::Continue)
+    }
+
+    /// An outgoing QoS 1/2 message was acknowledged: its window slot goes to
+    /// the next queued message, and the ack counts as progress.
+    fn completed(&mut self, session: usize, matched: bool) {
+        if !matched {
+            return;
+        }
+        let config = self.config.clone();
+        if let Some(s) = self.sessions.get_mut(session) {
+            self.stats.messages_sent += s.fill_window(&config) as u64;
+        }
+        self.progress(session);
     }
 }

@@ -170,17 +170,13 @@ impl Session {
                     && !self.stalled
                     && pending < config.write_buffer_max_bytes + WRITE_OVERFLOW_BYTES_MAX
                 {
-                    io.write(|b| {
-                        protocol::encode_publish(b, &msg.topic, &msg.payload, qos, 0, retain, false)
-                    });
+                    write_publish(io, &msg.topic, &msg.payload, qos, 0, retain, false);
                     io.set_congested(true);
                     return Delivery::SentOverLimit;
                 }
                 return Delivery::DroppedWriteBufferFull;
             }
-            io.write(|b| {
-                protocol::encode_publish(b, &msg.topic, &msg.payload, qos, 0, retain, false)
-            });
+            write_publish(io, &msg.topic, &msg.payload, qos, 0, retain, false);
             return Delivery::Sent;
         }
         if self.inflight.len() < config.inflight_max && self.queue.is_empty() {
@@ -230,17 +226,15 @@ impl Session {
             InflightState::AwaitPubAck
         };
         if let Some(io) = self.live_io() {
-            io.write(|b| {
-                protocol::encode_publish(
-                    b,
-                    &msg.topic,
-                    &msg.payload,
-                    msg.qos,
-                    packet_id,
-                    msg.retain,
-                    false,
-                )
-            });
+            write_publish(
+                io,
+                &msg.topic,
+                &msg.payload,
+                msg.qos,
+                packet_id,
+                msg.retain,
+                false,
+            );
         }
         self.inflight.push_back(Inflight {
             packet_id,
@@ -271,17 +265,7 @@ impl Session {
             if msg.qos == QoS::AtMostOnce {
                 // Queued QoS 0 (queue_qos0_messages): no window, no ack.
                 if let Some(io) = self.live_io() {
-                    io.write(|b| {
-                        protocol::encode_publish(
-                            b,
-                            &msg.topic,
-                            &msg.payload,
-                            msg.qos,
-                            0,
-                            msg.retain,
-                            false,
-                        )
-                    });
+                    write_publish(io, &msg.topic, &msg.payload, msg.qos, 0, msg.retain, false);
                 }
             } else {
                 self.send_new(msg);
@@ -345,17 +329,15 @@ impl Session {
             .count();
         for m in &self.inflight {
             match m.state {
-                InflightState::AwaitPubAck | InflightState::AwaitPubRec => io.write(|b| {
-                    protocol::encode_publish(
-                        b,
-                        &m.msg.topic,
-                        &m.msg.payload,
-                        m.msg.qos,
-                        m.packet_id,
-                        m.msg.retain,
-                        true,
-                    )
-                }),
+                InflightState::AwaitPubAck | InflightState::AwaitPubRec => write_publish(
+                    &io,
+                    &m.msg.topic,
+                    &m.msg.payload,
+                    m.msg.qos,
+                    m.packet_id,
+                    m.msg.retain,
+                    true,
+                ),
                 InflightState::AwaitPubComp => {
                     io.write(|b| protocol::encode(&protocol::Packet::PubRel(m.packet_id), b))
                 }
@@ -407,6 +389,20 @@ impl Session {
         self.queue.clear();
         self.incoming_qos2.clear();
     }
+}
+
+/// Appends one PUBLISH to the connection's write buffer.
+#[inline]
+fn write_publish(
+    io: &ConnIo,
+    topic: &str,
+    payload: &[u8],
+    qos: QoS,
+    packet_id: u16,
+    retain: bool,
+    dup: bool,
+) {
+    io.write(|b| protocol::encode_publish(b, topic, payload, qos, packet_id, retain, dup));
 }
 
 fn with_qos(msg: &Message, qos: QoS, retain: bool) -> Message {

@@ -145,6 +145,14 @@ pub async fn run(shard: ShardRef, mut stream: TcpStream, peer: SocketAddr, slot:
             return;
         }
     };
+    if connect.version == ProtocolVersion::V5 {
+        // The codec speaks MQTT 5; the broker's MQTT 5 behaviour is the next
+        // issue. Until then a v5 client gets the v5 refusal the spec defines
+        // for an unsupported level (CONNACK 0x84), so it can fall back to 3.1.1.
+        log::warn!("{peer}: MQTT 5 is not supported yet: CONNACK 0x84");
+        let _ = stream.write_all(vec![0x20, 3, 0, 0x84, 0]).await;
+        return;
+    }
     if connect.client_id.is_empty() {
         if !connect.clean_session {
             log::warn!("{peer}: empty client id with clean session 0: CONNACK 0x02");
