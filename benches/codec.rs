@@ -88,5 +88,64 @@ fn bench_connect(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, bench_publish, bench_connect);
+/// MQTT 5 PUBLISH: without properties, and with the common ones (message
+/// expiry, content type, one user property).
+fn bench_publish_v5(c: &mut Criterion) {
+    let props = ringmq::protocol::Properties {
+        message_expiry_interval: Some(3600),
+        content_type: Some("application/json".into()),
+        user_properties: vec![("trace".into(), "abc123".into())],
+        ..Default::default()
+    };
+    let mut g = c.benchmark_group("publish_v5");
+    for (name, size) in [("64B", 64), ("4KiB", 4096)] {
+        let payload = vec![7u8; size];
+        for (label, p) in [("", None), ("_props", Some(&props))] {
+            let mut frame = BytesMut::new();
+            protocol::encode_publish_v5(
+                &mut frame,
+                "devices/12345/telemetry",
+                &payload,
+                QoS::AtLeastOnce,
+                42,
+                false,
+                false,
+                p,
+            );
+            g.throughput(Throughput::Elements(1));
+            g.bench_function(format!("decode_{name}{label}"), |b| {
+                b.iter_batched_ref(
+                    || frame.clone(),
+                    |buf| {
+                        black_box(
+                            protocol::decode(buf, Some(ProtocolVersion::V5), 1 << 20).unwrap(),
+                        )
+                    },
+                    BatchSize::SmallInput,
+                )
+            });
+            let mut out = BytesMut::with_capacity(1 << 20);
+            g.bench_function(format!("encode_{name}{label}"), |b| {
+                b.iter(|| {
+                    if out.len() > (1 << 19) {
+                        out.clear();
+                    }
+                    protocol::encode_publish_v5(
+                        &mut out,
+                        "devices/12345/telemetry",
+                        black_box(&payload),
+                        QoS::AtLeastOnce,
+                        42,
+                        false,
+                        false,
+                        p,
+                    );
+                })
+            });
+        }
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench_publish, bench_publish_v5, bench_connect);
 criterion_main!(benches);
