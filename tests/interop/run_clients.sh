@@ -4,8 +4,9 @@
 # libraries when missing (pip, npm into tests/interop/node_modules).
 # Usage: run_clients.sh [BINARY]
 set -euo pipefail
-cd "$(dirname "$0")"
-BIN=$(realpath "${1:-../../target/debug/ringmq}")
+HERE=$(cd "$(dirname "$0")" && pwd)
+BIN=$(realpath "${1:-$HERE/../../target/debug/ringmq}")
+cd "$HERE"
 PORT=${PORT:-18832}
 python3 -c "import paho.mqtt" 2>/dev/null || pip install -q "paho-mqtt>=2,<3"
 [ -d node_modules/mqtt ] || npm install --silent --no-save --no-package-lock mqtt@5 >/dev/null
