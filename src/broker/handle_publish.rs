@@ -109,9 +109,8 @@ impl Shard {
         if !matched {
             return;
         }
-        let config = self.config.clone();
         if let Some(s) = self.sessions.get_mut(session) {
-            self.stats.messages_sent += s.fill_window(&config) as u64;
+            self.stats.messages_sent += s.fill_window(&self.config) as u64;
         }
         self.progress(session);
     }

@@ -406,9 +406,11 @@ impl Shard {
 
     /// An acknowledgement from `session`: progress; maybe resume its publishers.
     pub(super) fn progress(&mut self, session: usize) {
-        let (now, config) = (self.now, self.config.clone());
+        // Field borrows, not an Arc clone: the config is shared by every
+        // core, and a reference-count update per ack would bounce its cache
+        // line between them.
         let resume = match self.sessions.get_mut(session) {
-            Some(s) => s.on_progress(now, &config),
+            Some(s) => s.on_progress(self.now, &self.config),
             None => return,
         };
         if !resume.is_empty() {
@@ -418,9 +420,8 @@ impl Shard {
 
     /// The writer of `session` completed a write while it was congested.
     pub fn write_progress(&mut self, session: usize, generation: u64) {
-        let (now, config) = (self.now, self.config.clone());
         let resume = match self.sessions.get_mut(session) {
-            Some(s) if s.generation == generation => s.on_write_progress(now, &config),
+            Some(s) if s.generation == generation => s.on_write_progress(self.now, &self.config),
             _ => return,
         };
         if !resume.is_empty() {
