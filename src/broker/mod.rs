@@ -54,6 +54,44 @@ impl Message {
         self.topic = ByteString::from(&*self.topic);
         self
     }
+
+    /// [`Message::detach`], made once per routed message: the first session
+    /// that queues it makes the copy, the others share it through `cache`.
+    pub fn detach_shared(mut self, cache: &mut Option<DetachCache>) -> Message {
+        if let Some(c) = cache.as_ref()
+            && c.is_copy_of(&self)
+        {
+            self.topic = c.detached.0.clone();
+            self.payload = c.detached.1.clone();
+            return self;
+        }
+        let original = (self.topic.clone(), self.payload.clone());
+        let detached = self.detach();
+        *cache = Some(DetachCache {
+            original,
+            detached: (detached.topic.clone(), detached.payload.clone()),
+        });
+        detached
+    }
+}
+
+/// The owned copy of one routed message's topic and payload, shared by every
+/// session that queues it. It holds the original too, so that the address
+/// comparison in `is_copy_of` cannot match another message whose buffer
+/// reused the same address.
+pub struct DetachCache {
+    original: (ByteString, Bytes),
+    detached: (ByteString, Bytes),
+}
+
+impl DetachCache {
+    fn is_copy_of(&self, m: &Message) -> bool {
+        let (topic, payload) = &self.original;
+        topic.as_ptr() == m.topic.as_ptr()
+            && topic.len() == m.topic.len()
+            && payload.as_ptr() == m.payload.as_ptr()
+            && payload.len() == m.payload.len()
+    }
 }
 
 /// The core that owns the session of `client_id` among `cores` cores.

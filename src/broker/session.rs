@@ -18,7 +18,7 @@
 //! to `WRITE_OVERFLOW_BYTES_MAX` more), its progress being completed writes.
 
 use super::conn::ConnIo;
-use super::{Message, Origin};
+use super::{DetachCache, Message, Origin};
 use crate::config::{Config, QueueFullPolicy};
 use crate::protocol::{self, ProtocolVersion, QoS, Will};
 use ahash::{AHashMap, AHashSet};
@@ -148,18 +148,31 @@ impl Session {
         self.queue.len()
     }
 
+    #[cfg(test)]
+    pub(crate) fn queue_front(&self) -> Option<&Message> {
+        self.queue.front()
+    }
+
     pub fn inflight(&self) -> &VecDeque<Inflight> {
         &self.inflight
     }
 
     /// Delivers `msg` at `qos` (already the minimum of the message's and the
-    /// subscription's) with `retain` as the flag to send.
-    pub fn deliver(&mut self, msg: &Message, qos: QoS, retain: bool, config: &Config) -> Delivery {
+    /// subscription's) with `retain` as the flag to send. `detached` holds
+    /// the owned copy made by an earlier session queueing the same message.
+    pub fn deliver(
+        &mut self,
+        msg: &Message,
+        qos: QoS,
+        retain: bool,
+        config: &Config,
+        detached: &mut Option<DetachCache>,
+    ) -> Delivery {
         let Some(io) = self.live_io() else {
             if qos == QoS::AtMostOnce && !config.queue_qos0_offline {
                 return Delivery::Skipped;
             }
-            return self.enqueue(with_qos(msg, qos, retain), config);
+            return self.enqueue(with_qos(msg, qos, retain), config, detached);
         };
         if qos == QoS::AtMostOnce {
             let pending = io.pending_bytes();
@@ -183,13 +196,18 @@ impl Session {
             self.send_new(with_qos(msg, qos, retain));
             return Delivery::Sent;
         }
-        self.enqueue(with_qos(msg, qos, retain), config)
+        self.enqueue(with_qos(msg, qos, retain), config, detached)
     }
 
     /// The one place a message is queued for a session that cannot take it
     /// now (offline, or its window is full). An offline-push hook (APNs/FCM)
     /// belongs here. Applies the queue-full policy.
-    fn enqueue(&mut self, msg: Message, config: &Config) -> Delivery {
+    fn enqueue(
+        &mut self,
+        msg: Message,
+        config: &Config,
+        detached: &mut Option<DetachCache>,
+    ) -> Delivery {
         if self.queue.len() >= config.queue_messages_max
             && config.backpressure
             && !self.stalled
@@ -197,7 +215,7 @@ impl Session {
             && self.live_io().is_some()
             && self.queue.len() < config.queue_messages_max + OVERFLOW_MESSAGES_MAX
         {
-            self.queue.push_back(msg.detach());
+            self.queue.push_back(msg.detach_shared(detached));
             return Delivery::QueuedOverLimit;
         }
         if self.queue.len() >= config.queue_messages_max {
@@ -208,12 +226,12 @@ impl Session {
                         // max_queued_messages = 0: nothing may be queued.
                         return Delivery::DroppedQueueFull;
                     }
-                    self.queue.push_back(msg.detach());
+                    self.queue.push_back(msg.detach_shared(detached));
                     return Delivery::DroppedQueueFull;
                 }
             }
         }
-        self.queue.push_back(msg.detach());
+        self.queue.push_back(msg.detach_shared(detached));
         Delivery::Queued
     }
 

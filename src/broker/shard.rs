@@ -130,6 +130,9 @@ pub struct Shard {
     origin: Option<Origin>,
     /// A coarse clock: set on every read batch and tick.
     pub now: Instant,
+    /// The owned copy of the message being routed, once a session queued it;
+    /// cleared when its routing ends.
+    detached: Option<super::DetachCache>,
 }
 
 impl Shard {
@@ -158,6 +161,7 @@ impl Shard {
             accept_cancel: None,
             origin: None,
             now: Instant::now(),
+            detached: None,
         }
     }
 
@@ -225,6 +229,7 @@ impl Shard {
             }
         }
         self.origin = None;
+        self.detached = None;
     }
 
     /// A publish routed here by another core: local plain subscribers only.
@@ -241,6 +246,7 @@ impl Shard {
         self.deliver_matched(&msg, &mut matched, entries);
         self.scratch = matched;
         self.origin = None;
+        self.detached = None;
     }
 
     /// A shared-group delivery routed here: one local member, or on to
@@ -272,6 +278,7 @@ impl Shard {
                 self.origin = origin;
                 self.deliver_one(s.session, &msg, s.qos, false);
                 self.origin = None;
+                self.detached = None;
             }
             Some(SharedTarget::Remote(core, share)) if (hops as usize) < self.cores => {
                 self.outbox.push(
@@ -315,7 +322,13 @@ impl Shard {
             debug_assert!(false, "subscriber {session} has no session");
             return;
         };
-        match s.deliver(msg, msg.qos.min(granted), retain, &self.config) {
+        match s.deliver(
+            msg,
+            msg.qos.min(granted),
+            retain,
+            &self.config,
+            &mut self.detached,
+        ) {
             Delivery::Sent => self.stats.messages_sent += 1,
             Delivery::Queued | Delivery::Skipped => {}
             Delivery::QueuedOverLimit => {
@@ -509,6 +522,7 @@ impl Shard {
         for m in found {
             self.deliver_one(session, &m, granted, true);
         }
+        self.detached = None;
     }
 
     // ----- subscriptions and the cross-core index -----------------------

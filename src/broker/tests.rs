@@ -79,10 +79,14 @@ impl Cluster {
 
     /// Connects a client on `core` (tests choose the core directly).
     fn connect(&self, core: usize, id: &str) -> (usize, u64, Rc<ConnIo>) {
+        self.connect_with(core, id, true)
+    }
+
+    fn connect_with(&self, core: usize, id: &str, clean: bool) -> (usize, u64, Rc<ConnIo>) {
         let io = Rc::new(ConnIo::new(-1));
         let c = Connect {
             version: ProtocolVersion::V311,
-            clean_session: true,
+            clean_session: clean,
             keep_alive_s: 0,
             client_id: id.into(),
             will: None,
@@ -224,4 +228,58 @@ fn retained_messages_replicate_to_every_core_in_one_order() {
             .iter()
             .all(|s| s.borrow().retained.get("r/t").is_none())
     );
+}
+
+#[test]
+fn offline_sessions_queueing_one_message_share_one_copy() {
+    let c = Cluster::new(1);
+    let mut keys = Vec::new();
+    for i in 0..3 {
+        let (k, g, _) = c.connect_with(0, &format!("offline-{i}"), false);
+        let sub = Packet::Subscribe(Subscribe {
+            packet_id: 1,
+            filters: vec![SubscribeFilter {
+                filter: "q/t".into(),
+                qos: QoS::AtLeastOnce,
+                no_local: false,
+                retain_as_published: false,
+                retain_handling: 0,
+            }],
+            properties: None,
+        });
+        let _ = c.shards[0].borrow_mut().handle(k, g, sub);
+        c.shards[0]
+            .borrow_mut()
+            .drop_link(k, g, super::shard::CloseReason::Eof);
+        keys.push(k);
+    }
+    let (p, pg, _) = c.connect(0, "publisher");
+    let payload = Bytes::from(vec![9u8; 64]);
+    let publish = Packet::Publish(Publish {
+        dup: false,
+        qos: QoS::AtLeastOnce,
+        retain: false,
+        topic: "q/t".into(),
+        packet_id: 1,
+        payload: payload.clone(),
+        properties: None,
+    });
+    let _ = c.shards[0].borrow_mut().handle(p, pg, publish);
+    let shard = c.shards[0].borrow();
+    let queued: Vec<&crate::broker::Message> = keys
+        .iter()
+        .map(|k| {
+            shard.sessions[*k]
+                .queue_front()
+                .expect("queued while offline")
+        })
+        .collect();
+    // One owned copy (not a slice of the publisher's buffer), shared by all three.
+    assert_ne!(queued[0].payload.as_ptr(), payload.as_ptr());
+    assert!(
+        queued
+            .iter()
+            .all(|m| m.payload.as_ptr() == queued[0].payload.as_ptr())
+    );
+    assert!(queued.iter().all(|m| m.payload == payload));
 }
