@@ -59,9 +59,30 @@ pub fn encode_publish(
     retain: bool,
     dup: bool,
 ) {
-    let id_len = if qos == QoS::AtMostOnce { 0 } else { 2 };
-    let remaining = 2 + topic.len() + id_len + payload.len();
+    let remaining = publish_head_len(topic, qos) + payload.len();
     buf.reserve(1 + remaining_length_len(remaining) + remaining);
+    put_publish_head(buf, topic, qos, packet_id, retain, dup, remaining);
+    buf.put_slice(payload);
+}
+
+/// Topic and packet id bytes of a PUBLISH variable header.
+#[inline]
+fn publish_head_len(topic: &str, qos: QoS) -> usize {
+    2 + topic.len() + if qos == QoS::AtMostOnce { 0 } else { 2 }
+}
+
+/// Writes the fixed header, topic and packet id (QoS 1/2) of a PUBLISH whose
+/// remaining length is `remaining`; the caller has reserved the space.
+#[inline]
+fn put_publish_head(
+    buf: &mut BytesMut,
+    topic: &str,
+    qos: QoS,
+    packet_id: u16,
+    retain: bool,
+    dup: bool,
+    remaining: usize,
+) {
     let mut byte0 = 0x30 | ((qos as u8) << 1);
     if retain {
         byte0 |= 0x01;
@@ -73,10 +94,9 @@ pub fn encode_publish(
     put_remaining_length(buf, remaining);
     buf.put_u16(topic.len() as u16);
     buf.put_slice(topic.as_bytes());
-    if id_len != 0 {
+    if qos != QoS::AtMostOnce {
         buf.put_u16(packet_id);
     }
-    buf.put_slice(payload);
 }
 
 /// Appends one v5 PUBLISH to `buf`: as [`encode_publish`], with the property
@@ -93,23 +113,9 @@ pub fn encode_publish_v5(
     properties: Option<&Properties>,
 ) {
     let (plen, block) = properties::block_len(properties);
-    let id_len = if qos == QoS::AtMostOnce { 0 } else { 2 };
-    let remaining = 2 + topic.len() + id_len + block + payload.len();
+    let remaining = publish_head_len(topic, qos) + block + payload.len();
     buf.reserve(1 + remaining_length_len(remaining) + remaining);
-    let mut byte0 = 0x30 | ((qos as u8) << 1);
-    if retain {
-        byte0 |= 0x01;
-    }
-    if dup && qos != QoS::AtMostOnce {
-        byte0 |= 0x08;
-    }
-    buf.put_u8(byte0);
-    put_remaining_length(buf, remaining);
-    buf.put_u16(topic.len() as u16);
-    buf.put_slice(topic.as_bytes());
-    if id_len != 0 {
-        buf.put_u16(packet_id);
-    }
+    put_publish_head(buf, topic, qos, packet_id, retain, dup, remaining);
     properties::put_block(buf, properties, plen);
     buf.put_slice(payload);
 }
