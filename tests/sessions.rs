@@ -1121,7 +1121,10 @@ fn stalled_subscriber_does_not_block_others() {
     const BATCH: usize = 100;
     for cores in CORE_COUNTS {
         let n = cores_n(cores);
-        let b = start(cores, &["--sys-interval", "1"]);
+        // The stalled subscriber holds the publisher (back-pressure) until it is
+        // declared stalled: 1 s here instead of the default 5 s, which would
+        // race this test's 5 s timeouts.
+        let b = start(cores, &["--sys-interval", "1", "--stall-timeout", "1"]);
         // Never reads after its SUBACK; a small receive buffer fills quickly.
         let (mut stalled, _) = raw(&b, &id_on_core("st-stall", 0, n), true, 0);
         set_rcvbuf(&stalled, 4096);
