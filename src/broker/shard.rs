@@ -1067,6 +1067,9 @@ impl Shard {
 
     /// Handles one batch from another core's mailbox.
     pub fn handle_mail(&mut self, from: usize, batch: Vec<ShardMsg>, shard: &ShardRef) {
+        // A core that only receives mail would otherwise see the time of
+        // its last tick (expiry decisions).
+        self.now = Instant::now();
         for msg in batch {
             match msg {
                 ShardMsg::Publish { msg, origin } => self.publish_from_core(msg, origin),
