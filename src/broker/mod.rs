@@ -292,3 +292,5 @@ pub enum ShardMsg {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_v5;
