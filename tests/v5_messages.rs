@@ -659,3 +659,132 @@ async fn rumqttc_v311_and_v5_clients_exchange_messages() {
         assert_eq!(m.topic, "rmix/to4");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rumqttc_v5_resolves_the_brokers_topic_aliases() {
+    for cores in CORE_COUNTS {
+        let b = start(cores, &[]);
+        let (s_id, p_id) = ids("rq-alias", cores);
+        let mut o = roptions(b.port, &s_id);
+        o.set_topic_alias_max(Some(2));
+        let (mut s, _) = RClient::connect(o).await;
+        s.client.subscribe("rqa/#", RQ::AtMostOnce).await.unwrap();
+        s.suback().await;
+        let (p, _) = RClient::connect(roptions(b.port, &p_id)).await;
+        let topics = ["rqa/1", "rqa/2", "rqa/1", "rqa/3", "rqa/2", "rqa/1"];
+        for (i, t) in topics.iter().enumerate() {
+            p.client
+                .publish(*t, RQ::AtMostOnce, false, i.to_string())
+                .await
+                .unwrap();
+        }
+        // rumqttc reports a PUBLISH before it resolves its alias (it checks
+        // that the alias is known, else it is a protocol error and the
+        // connection ends): resolve here the same way.
+        let mut known = std::collections::HashMap::new();
+        for (i, t) in topics.iter().enumerate() {
+            let m = s.publish_within(T).await.expect("PUBLISH");
+            assert_eq!(&m.payload[..], i.to_string().as_bytes(), "cores {cores}");
+            let alias = m.properties.and_then(|p| p.topic_alias);
+            let topic = match alias {
+                Some(a) if m.topic.is_empty() => known.get(&a).cloned().expect("known alias"),
+                Some(a) => {
+                    known.insert(a, m.topic.clone());
+                    m.topic.clone()
+                }
+                None => m.topic.clone(),
+            };
+            assert_eq!(&topic[..], t.as_bytes(), "cores {cores} #{i}");
+            if *t == "rqa/3" {
+                assert_eq!(alias, None, "cores {cores}: only 2 aliases allowed");
+            } else {
+                assert!(alias.is_some(), "cores {cores} #{i}: no alias");
+            }
+        }
+        // Still connected: the aliases were valid for rumqttc.
+        s.client
+            .subscribe("rqa/more", RQ::AtMostOnce)
+            .await
+            .unwrap();
+        s.suback().await;
+    }
+}
+
+// ----- limits on what clients publish -----------------------------------------------------
+
+#[test]
+fn retained_publish_when_retain_unavailable_is_0x9a() {
+    let b = start("1", &["--retain-available", "false"]);
+    let mut c = v5(&b, "retainer");
+    c.send_packet(&publish_v5("nr/t", b"r", Q::AtMostOnce, 0, true, props()));
+    assert_eq!(c.expect_disconnect(T), reason::RETAIN_NOT_SUPPORTED);
+}
+
+#[test]
+fn publish_above_maximum_qos_is_0x9b() {
+    let b = start("1", &["--max-qos", "1"]);
+    let mut c = v5(&b, "qos-high");
+    c.pub1("mq/t", b"ok", 1, props());
+    c.send_packet(&publish_v5(
+        "mq/t",
+        b"q2",
+        Q::ExactlyOnce,
+        2,
+        false,
+        props(),
+    ));
+    assert_eq!(c.expect_disconnect(T), reason::QOS_NOT_SUPPORTED);
+}
+
+// ----- $SYS counters ------------------------------------------------------------------------
+
+/// Watches `$SYS/broker/{topic}` until its value is at least `min`; returns
+/// the last value seen.
+fn sys_at_least(b: &Broker, topic: &str, min: u64) -> Option<u64> {
+    let mut w = v5(b, &format!("sys-watch-{}", topic.replace('/', "-")));
+    w.sub(1, &format!("$SYS/broker/{topic}"), Q::AtMostOnce);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut last = None;
+    while Instant::now() < deadline {
+        if let Some(Packet::Publish(p)) = w.recv(Duration::from_millis(300)) {
+            last = std::str::from_utf8(&p.payload)
+                .ok()
+                .and_then(|v| v.parse().ok());
+            if last.is_some_and(|v| v >= min) {
+                break;
+            }
+        }
+    }
+    last
+}
+
+#[test]
+fn dropped_too_large_and_expired_are_counted() {
+    for cores in CORE_COUNTS {
+        let b = start(cores, &["--sys-interval", "1"]);
+        let (s_id, p_id) = ids("sysdrop", cores);
+        let mut sp = props();
+        sp.maximum_packet_size = Some(128);
+        sp.session_expiry_interval = Some(60);
+        let (mut s, _) = v5_with(&b, &s_id, true, sp, None);
+        s.sub(1, "sysdrop/t", Q::AtLeastOnce);
+        let mut p = v5(&b, &p_id);
+        p.pub1("sysdrop/t", &[0u8; 500], 1, props());
+        s.expect_quiet();
+        let got = sys_at_least(&b, "ringmq/dropped/too_large", 1);
+        assert_eq!(got, Some(1), "cores {cores}: too_large");
+
+        drop(s);
+        let mut e = props();
+        e.message_expiry_interval = Some(1);
+        p.pub1("sysdrop/t", b"short", 2, e);
+        std::thread::sleep(Duration::from_millis(2200));
+        let mut sp = props();
+        sp.session_expiry_interval = Some(60);
+        let (mut s, a) = v5_with(&b, &s_id, false, sp, None);
+        assert!(a.session_present);
+        s.expect_quiet();
+        let got = sys_at_least(&b, "ringmq/dropped/expired", 1);
+        assert_eq!(got, Some(1), "cores {cores}: expired");
+    }
+}
