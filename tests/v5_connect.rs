@@ -527,3 +527,39 @@ fn bad_subscription_options_are_disconnect_0x81_or_0x82() {
     c.send(&frame(0x82, &[0, 1, 2, 0x0b, 0, 0, 3, b'a', b'/', b'b', 0]));
     assert_eq!(c.expect_disconnect(T), reason::PROTOCOL_ERROR);
 }
+
+#[test]
+fn v311_and_v5_share_a_session() {
+    for cores in CORE_COUNTS {
+        let n = cores_n(cores);
+        let b = start(cores, &[]);
+        let id = id_on_core("shared-session", 0, n);
+        let pub_id = id_on_core("shared-session-pub", n - 1, n);
+        let (mut s, _) = v5_session(&b, &id, true, 60);
+        s.sub(1, "ss/t", Q::AtLeastOnce);
+        drop(s);
+        let mut p = v5(&b, &pub_id);
+        p.pub1("ss/t", b"for either", 1, props());
+        // A 3.1.1 client resumes the v5 session.
+        let mut old = Raw::connect(b.port);
+        assert!(old.mqtt_connect(&id, false, 30), "cores {cores}");
+        match old.recv(T) {
+            Some(Packet::Publish(m)) => {
+                assert_eq!(&m.payload[..], b"for either");
+                old.send_packet(&Packet::PubAck(m.packet_id));
+            }
+            other => panic!("cores {cores}: expected the queued message, got {other:?}"),
+        }
+        // A v5 client takes it over from the 3.1.1 one, and back.
+        let (mut s, present) = v5_session(&b, &id, false, 60);
+        assert!(present, "cores {cores}");
+        assert!(old.closed_within(T));
+        let mut old = Raw::connect(b.port);
+        assert!(old.mqtt_connect(&id, false, 30));
+        assert_eq!(
+            s.expect_disconnect(T),
+            reason::SESSION_TAKEN_OVER,
+            "cores {cores}"
+        );
+    }
+}

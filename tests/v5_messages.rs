@@ -788,3 +788,70 @@ fn dropped_too_large_and_expired_are_counted() {
         assert_eq!(got, Some(1), "cores {cores}: expired");
     }
 }
+
+#[test]
+fn outbound_topic_aliases_start_over_on_a_new_connection() {
+    for cores in CORE_COUNTS {
+        let b = start(cores, &[]);
+        let (s_id, p_id) = ids("alias-new", cores);
+        let mut sp = props();
+        sp.topic_alias_maximum = Some(4);
+        sp.session_expiry_interval = Some(60);
+        let (mut s, _) = v5_with(&b, &s_id, true, sp.clone(), None);
+        s.sub(1, "anew/t", Q::AtLeastOnce);
+        let mut p = v5(&b, &p_id);
+        p.pub1("anew/t", b"1", 1, props());
+        let m = s.expect_publish();
+        assert_eq!(&m.topic[..], "anew/t");
+        assert!(publish_props(&m).topic_alias.is_some());
+        s.send_packet(&Packet::PubAck(m.packet_id));
+        p.pub1("anew/t", b"2", 2, props());
+        let m = s.expect_publish();
+        assert_eq!(&m.topic[..], "", "cores {cores}: alias not used");
+        s.send_packet(&Packet::PubAck(m.packet_id));
+        drop(s);
+        // Queued while offline, delivered on a new connection: the topic is
+        // sent again (the new connection knows no alias).
+        p.pub1("anew/t", b"3", 3, props());
+        let (mut s, a) = v5_with(&b, &s_id, false, sp, None);
+        assert!(a.session_present);
+        let m = s.expect_publish();
+        assert_eq!(&m.payload[..], b"3");
+        assert_eq!(
+            &m.topic[..],
+            "anew/t",
+            "cores {cores}: alias of the old connection"
+        );
+    }
+}
+
+#[test]
+fn client_maximum_packet_size_applies_to_retained_messages() {
+    let b = start("1", &[]);
+    let mut p = v5(&b, "ret-big-pub");
+    p.send_packet(&publish_v5(
+        "rbig/small",
+        b"s",
+        Q::AtLeastOnce,
+        1,
+        true,
+        props(),
+    ));
+    p.puback(1);
+    p.send_packet(&publish_v5(
+        "rbig/large",
+        &[1u8; 600],
+        Q::AtLeastOnce,
+        2,
+        true,
+        props(),
+    ));
+    p.puback(2);
+    let mut sp = props();
+    sp.maximum_packet_size = Some(200);
+    let (mut s, _) = v5_with(&b, "ret-big-sub", true, sp, None);
+    s.sub(1, "rbig/#", Q::AtMostOnce);
+    let m = s.expect_publish();
+    assert_eq!(&m.topic[..], "rbig/small");
+    s.expect_quiet();
+}
