@@ -208,7 +208,7 @@ pub struct Session {
     /// While offline: when the session expires (`None`: never, or online).
     pub expires_at: Option<Instant>,
     /// A will waiting for its Will Delay Interval, and when it is due.
-    pub delayed_will: Option<(Instant, Will)>,
+    pub delayed_will: Option<Box<(Instant, Will)>>,
     /// Full filter (including `$share/g/`) → options.
     pub subscriptions: AHashMap<ByteString, SubOptions>,
     pub link: Option<Link>,
