@@ -1,7 +1,7 @@
-//! MQTT 5 tests that fail against `main` when they were written: bugs or
-//! missing features for the implementer to decide on (docs/mqtt5.md is the
-//! contract). Once a test here passes it belongs in the v5_* file of its
-//! topic.
+//! MQTT 5 Message Expiry across cores: the forwarded interval is never more
+//! than the one published (raw v5 client, rumqttc v5 and wills), even though
+//! the publishing and the delivering core read their clocks at different
+//! moments. These caught the off-by-one-second rounding fixed in `Link::write`.
 
 mod common;
 #[path = "common/v5.rs"]
