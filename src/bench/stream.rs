@@ -177,6 +177,12 @@ pub async fn tls_connect(
         raw.advance(n);
         if let Err(e) = conn.process_new_packets() {
             failed = Some(e);
+        } else if n == 0 {
+            // close_notify before the handshake ended: rustls takes no more.
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "TLS session closed during the handshake",
+            ));
         }
     }
     // The last flight (or the alert that says why the handshake failed).
