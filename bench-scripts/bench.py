@@ -274,6 +274,10 @@ class Scenario:
         self.fanout, self.seconds, self.kind, self.check_loss = fanout, seconds, kind, check_loss
 
 
+# A topic as long as the ones IoT fleets use: where topic aliases pay.
+LONG_TOPIC = "fleet/eu-west-1/building-17/floor-03/room-042/sensor/temperature"
+
+
 def scenarios(quick, nofile):
     s = 4 if quick else 8
     idle = min(nofile - 1000, 100_000)
@@ -297,6 +301,14 @@ def scenarios(quick, nofile):
         Scenario("qos0_fanout", "QoS 0 fan-out: 1 publisher -> 1000 subscribers, 1000 msg/s (1M deliveries/s offered)",
                  sub=["-c", "1000", "-t", "f/x", "-q", "0"],
                  pub=["-c", "1", "-t", "f/x", "-q", "0", "-I", "1", "-s", "64"], fanout=1000, seconds=s),
+        Scenario("qos0_fanout_v5", "MQTT 5 QoS 0 fan-out, 60-byte topic: 1 publisher -> 1000 v5 subscribers, 1000 msg/s",
+                 sub=["-V", "5", "-c", "1000", "-t", LONG_TOPIC, "-q", "0"],
+                 pub=["-V", "5", "-c", "1", "-t", LONG_TOPIC, "-q", "0", "-I", "1", "-s", "64"],
+                 fanout=1000, seconds=s),
+        Scenario("qos0_fanout_v5_alias", "The same with outgoing topic aliases (subscribers announce Topic Alias Maximum 16)",
+                 sub=["-V", "5", "--topic-alias-maximum", "16", "-c", "1000", "-t", LONG_TOPIC, "-q", "0"],
+                 pub=["-V", "5", "-c", "1", "-t", LONG_TOPIC, "-q", "0", "-I", "1", "-s", "64"],
+                 fanout=1000, seconds=s),
         Scenario("qos1_pairs_1k", "QoS 1 pairs, 1 KiB payload: 100 pairs",
                  sub=["-c", "100", "-t", "k/%i", "-q", "1"],
                  pub=["-c", "100", "-t", "k/%i", "-q", "1", "-I", "0", "-F", str(INFLIGHT), "-s", "1024"],

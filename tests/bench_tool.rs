@@ -166,6 +166,62 @@ fn pub_and_sub_counts_agree_with_no_loss() {
 }
 
 #[test]
+fn mqtt5_through_the_broker_with_outgoing_topic_aliases() {
+    let b = Broker::start(&["--cores", "2"]);
+    let port = b.port.to_string();
+    let sub = std::thread::spawn({
+        let port = port.clone();
+        move || {
+            bench(&[
+                "sub",
+                "-V",
+                "5",
+                "--topic-alias-maximum",
+                "4",
+                "-p",
+                &port,
+                "-c",
+                "3",
+                "-t",
+                "alias/#",
+                "-q",
+                "1",
+                "--duration",
+                "6",
+            ])
+        }
+    });
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let publ = bench(&[
+        "pub",
+        "-V",
+        "5",
+        "-p",
+        &port,
+        "-c",
+        "2",
+        "-t",
+        "alias/%i",
+        "-q",
+        "1",
+        "-I",
+        "5",
+        "-s",
+        "32",
+        "-L",
+        "300",
+        "--duration",
+        "4",
+    ]);
+    let sub = sub.join().unwrap();
+    assert_eq!(publ["totals"]["pub_succ"], 300);
+    assert_eq!(sub["totals"]["recv"], 900);
+    assert_eq!(sub["lost"], 0);
+    // Two topics per subscriber: each is sent in full once, then by alias.
+    assert_eq!(sub["totals"]["recv_aliased"], 900 - 3 * 2);
+}
+
+#[test]
 fn conn_holds_connections() {
     let b = Broker::start(&["--cores", "2"]);
     let port = b.port.to_string();

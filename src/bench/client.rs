@@ -224,9 +224,11 @@ fn expand(template: &str, number: usize, client_id: &str, username: &str) -> Str
 /// Expiry Interval of `-x`.
 fn connect_packet(plan: &Plan, client_id: &str) -> Packet {
     let c = &plan.common;
-    let properties = (plan.version == ProtocolVersion::V5 && c.session_expiry > 0).then(|| {
+    let v5 = plan.version == ProtocolVersion::V5;
+    let properties = (v5 && (c.session_expiry > 0 || c.topic_alias_maximum > 0)).then(|| {
         Box::new(Properties {
-            session_expiry_interval: Some(c.session_expiry),
+            session_expiry_interval: (c.session_expiry > 0).then_some(c.session_expiry),
+            topic_alias_maximum: (c.topic_alias_maximum > 0).then_some(c.topic_alias_maximum),
             ..Default::default()
         })
     });
@@ -481,6 +483,9 @@ fn handle_frames(ctx: &ThreadCtx, shared: &Shared, buf: &mut BytesMut, subscribe
         match packet {
             Packet::Publish(p) => {
                 ctx.counters.add(Counter::Recv, 1);
+                if p.topic.is_empty() {
+                    ctx.counters.add(Counter::RecvAliased, 1);
+                }
                 if let Some((sent_ns, publisher, n)) = stats::read_stamp(&p.payload) {
                     let _ = latency.record((now.saturating_sub(sent_ns) / 1000).max(1));
                     seq.record(subscriber, publisher, n);

@@ -72,6 +72,10 @@ pub struct CommonArgs {
     /// MQTT 5 Session Expiry Interval in seconds (CONNECT property; -V 5 only, 0: none).
     #[arg(short = 'x', long = "session-expiry", default_value_t = 0)]
     pub session_expiry: u32,
+    /// MQTT 5 Topic Alias Maximum to announce in CONNECT (-V 5 only, 0:
+    /// none): lets the broker send topic aliases instead of topics.
+    #[arg(long = "topic-alias-maximum", default_value_t = 0)]
+    pub topic_alias_maximum: u16,
     /// TLS. Without --cacertfile the server certificate is NOT verified (as
     /// in emqtt_bench: for self-signed test servers).
     #[arg(short = 'S', long = "ssl", num_args = 0..=1, default_missing_value = "true",
