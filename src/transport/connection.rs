@@ -23,6 +23,7 @@ use bytes::BytesMut;
 use monoio::buf::IoBufMut;
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt, Splitable};
 use monoio::net::TcpStream;
+use monoio::net::tcp::TcpOwnedReadHalf;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::rc::Rc;
@@ -238,44 +239,48 @@ async fn refuse(stream: &mut TcpStream, version: ProtocolVersion, code: u8) {
 /// buffer grows it (up to `READ_MAX_BYTES`), small reads shrink it back to
 /// `READ_MIN_BYTES`, and a quiet connection gives its large buffer back, so
 /// that an idle connection holds well under a kilobyte of buffer.
-async fn read_more<R: AsyncReadRent>(
-    stream: &mut R,
-    buf: &mut BytesMut,
-    size: &mut usize,
+/// (A plain `fn` returning an `async move` block, for its size: see [`served`].)
+#[allow(clippy::manual_async_fn)] // on purpose: see above
+fn read_more<'a, R: AsyncReadRent>(
+    stream: &'a mut R,
+    buf: &'a mut BytesMut,
+    size: &'a mut usize,
     packet_max: usize,
-) -> std::io::Result<usize> {
-    if buf.is_empty() && *size == READ_MIN_BYTES && buf.capacity() > 4 * READ_MIN_BYTES {
-        *buf = BytesMut::new();
-    }
-    let frame_rest = match protocol::frame_len(buf, packet_max) {
-        Ok(Some(n)) if n > buf.len() => n - buf.len(),
-        _ => 0,
-    };
-    let want = (*size).max(frame_rest);
-    if buf.capacity() - buf.len() < want {
-        buf.reserve(want);
-    }
-    let spare = buf.capacity() - buf.len();
-    // monoio reads into the start of a BytesMut; a slice from `len` keeps the
-    // bytes of a partial frame and appends after them.
-    let len = buf.len();
-    let (res, slice) = stream.read(std::mem::take(buf).slice_mut(len..)).await;
-    *buf = slice.into_inner();
-    if let Ok(n) = res {
-        if n == spare {
-            *size = (*size * 4).min(READ_MAX_BYTES);
-        } else if n < *size / 4 {
-            *size = (*size / 2).max(READ_MIN_BYTES);
+) -> impl std::future::Future<Output = std::io::Result<usize>> + 'a {
+    async move {
+        if buf.is_empty() && *size == READ_MIN_BYTES && buf.capacity() > 4 * READ_MIN_BYTES {
+            *buf = BytesMut::new();
         }
+        let frame_rest = match protocol::frame_len(buf, packet_max) {
+            Ok(Some(n)) if n > buf.len() => n - buf.len(),
+            _ => 0,
+        };
+        let want = (*size).max(frame_rest);
+        if buf.capacity() - buf.len() < want {
+            buf.reserve(want);
+        }
+        let spare = buf.capacity() - buf.len();
+        // monoio reads into the start of a BytesMut; a slice from `len` keeps the
+        // bytes of a partial frame and appends after them.
+        let len = buf.len();
+        let (res, slice) = stream.read(std::mem::take(buf).slice_mut(len..)).await;
+        *buf = slice.into_inner();
+        if let Ok(n) = res {
+            if n == spare {
+                *size = (*size * 4).min(READ_MAX_BYTES);
+            } else if n < *size / 4 {
+                *size = (*size / 2).max(READ_MIN_BYTES);
+            }
+        }
+        res
     }
-    res
 }
 
 /// Serves an accepted CONNECT on its home core until the connection ends.
 async fn serve(
     shard: ShardRef,
     mut stream: TcpStream,
-    mut buf: BytesMut,
+    buf: BytesMut,
     (connect, assigned): (Box<Connect>, bool),
     peer: SocketAddr,
     counted: (Counted, ConnSlot),
@@ -313,24 +318,57 @@ async fn serve(
             return;
         }
     };
-    let (mut reader, writer) = stream.into_split();
+    let (reader, writer) = stream.into_split();
     io.attach(Writer {
         half: writer,
         owner: (shard.clone(), session, generation),
     });
+    // The connection's long life is a task of its own, holding only what
+    // reading needs: this CONNECT-phase future (peer, client id, the
+    // stream before the split, the refusal paths) ends here.
     let conn = Conn {
-        shard: &shard,
+        shard,
         session,
         generation,
         version,
-        client_id: &client_id,
     };
-    let reason = conn.read_loop(&mut reader, &mut buf).await;
-    with_shard(&shard, |s| s.drop_link(session, generation, reason));
+    monoio::spawn(served(conn, reader, buf, io, counted));
+}
+
+/// A connection from its CONNACK to its close: the read loop, the session's
+/// end, and a bounded flush of what is left to write.
+///
+/// A plain `fn` returning an `async move` block: an `async fn` keeps its
+/// arguments twice in its future (once as arguments, once as locals), and
+/// this future is most of an idle connection's memory.
+#[allow(clippy::manual_async_fn)] // on purpose: see above
+fn served(
+    conn: Conn,
+    mut reader: TcpOwnedReadHalf,
+    mut buf: BytesMut,
+    io: Rc<ConnIo>,
+    counted: (Counted, ConnSlot),
+) -> impl std::future::Future<Output = ()> {
+    async move {
+        let reason = conn.read_loop(&mut reader, &mut buf).await;
+        drop(buf);
+        with_shard(&conn.shard, |s| {
+            s.drop_link(conn.session, conn.generation, reason)
+        });
+        // Boxed: the close phase runs once, and its futures (a monoio sleep
+        // alone is 640 bytes) would otherwise be room in every idle
+        // connection's task.
+        Box::pin(close_flushed(&io)).await;
+        drop(reader);
+        drop(counted);
+    }
+}
+
+/// Flushes what is left to write, for at most `CLOSE_FLUSH_MAX`, then
+/// releases the write half.
+async fn close_flushed(io: &ConnIo) {
     io.finish();
-    // Boxed: a monoio sleep is 640 bytes, and this future lives as long as
-    // the connection (an idle connection's memory is mostly its tasks).
-    let flush_deadline = Box::pin(monoio::time::sleep(CLOSE_FLUSH_MAX));
+    let flush_deadline = monoio::time::sleep(CLOSE_FLUSH_MAX);
     let flushed = std::future::poll_fn(|cx| io.poll_flushed(cx.waker()));
     monoio::select! {
         _ = flushed => {}
@@ -340,68 +378,81 @@ async fn serve(
         }
     }
     io.detach();
-    drop(reader);
-    drop(counted);
+}
+
+/// A session's client id, for a log line (not kept in the connection task).
+fn client_id(s: &Shard, session: usize) -> &str {
+    s.sessions.get(session).map_or("?", |x| &x.client_id)
 }
 
 /// What the reader does next after processing the buffered bytes.
 enum Step {
     NeedMore,
     Close(CloseReason),
-    Wait(Vec<u64>, Held),
+    /// Boxed: the connection task's future reserves room for every state
+    /// it can await in, and this one is rare.
+    Wait(Box<(Vec<u64>, Held)>),
     /// A congested subscriber paused this publisher: read nothing more
     /// (the unprocessed bytes stay in the buffer) until it is resumed.
     Paused,
 }
 
 /// The reader side of a served connection.
-struct Conn<'a> {
-    shard: &'a ShardRef,
+struct Conn {
+    shard: ShardRef,
     session: usize,
     generation: u64,
     version: ProtocolVersion,
-    client_id: &'a str,
 }
 
-impl Conn<'_> {
-    async fn read_loop<R: AsyncReadRent>(&self, reader: &mut R, buf: &mut BytesMut) -> CloseReason {
-        let packet_max = self.shard.borrow().config.packet_size_max_bytes;
-        let mut read_size = READ_MIN_BYTES;
-        loop {
+impl Conn {
+    /// (A plain `fn` returning an `async move` block, for its size: see [`served`].)
+    #[allow(clippy::manual_async_fn)] // on purpose: see above
+    fn read_loop<'a, R: AsyncReadRent>(
+        &'a self,
+        reader: &'a mut R,
+        buf: &'a mut BytesMut,
+    ) -> impl std::future::Future<Output = CloseReason> + 'a {
+        async move {
+            let packet_max = self.shard.borrow().config.packet_size_max_bytes;
+            let mut read_size = READ_MIN_BYTES;
             loop {
-                match with_shard(self.shard, |s| self.process(s, buf, packet_max)) {
-                    Step::NeedMore => break,
-                    Step::Close(reason) => return reason,
-                    Step::Wait(tokens, held) => {
-                        std::future::poll_fn(|cx| {
-                            if self.shard.borrow_mut().acks_done(&tokens, cx.waker()) {
-                                std::task::Poll::Ready(())
-                            } else {
-                                std::task::Poll::Pending
-                            }
-                        })
-                        .await;
-                        with_shard(self.shard, |s| {
-                            s.complete(self.session, self.generation, held)
-                        });
-                    }
-                    Step::Paused => {
-                        std::future::poll_fn(|cx| {
-                            let mut s = self.shard.borrow_mut();
-                            if s.publisher_paused(self.session, self.generation, cx.waker()) {
-                                std::task::Poll::Pending
-                            } else {
-                                std::task::Poll::Ready(())
-                            }
-                        })
-                        .await;
+                loop {
+                    match with_shard(&self.shard, |s| self.process(s, buf, packet_max)) {
+                        Step::NeedMore => break,
+                        Step::Close(reason) => return reason,
+                        Step::Wait(wait) => {
+                            std::future::poll_fn(|cx| {
+                                if self.shard.borrow_mut().acks_done(&wait.0, cx.waker()) {
+                                    std::task::Poll::Ready(())
+                                } else {
+                                    std::task::Poll::Pending
+                                }
+                            })
+                            .await;
+                            let (_, held) = *wait;
+                            with_shard(&self.shard, |s| {
+                                s.complete(self.session, self.generation, held)
+                            });
+                        }
+                        Step::Paused => {
+                            std::future::poll_fn(|cx| {
+                                let mut s = self.shard.borrow_mut();
+                                if s.publisher_paused(self.session, self.generation, cx.waker()) {
+                                    std::task::Poll::Pending
+                                } else {
+                                    std::task::Poll::Ready(())
+                                }
+                            })
+                            .await;
+                        }
                     }
                 }
-            }
-            match read_more(reader, buf, &mut read_size, packet_max).await {
-                Ok(0) => return CloseReason::Eof,
-                Ok(_) => self.shard.borrow_mut().touch(self.session, Instant::now()),
-                Err(_) => return CloseReason::Io,
+                match read_more(reader, buf, &mut read_size, packet_max).await {
+                    Ok(0) => return CloseReason::Eof,
+                    Ok(_) => self.shard.borrow_mut().touch(self.session, Instant::now()),
+                    Err(_) => return CloseReason::Io,
+                }
             }
         }
     }
@@ -421,15 +472,15 @@ impl Conn<'_> {
                 Ok(Some(p)) => match s.handle(self.session, self.generation, p) {
                     Ok(Flow::Continue) => {}
                     Ok(Flow::Disconnect) => return Step::Close(CloseReason::ClientDisconnect),
-                    Ok(Flow::Wait(tokens, held)) => return Step::Wait(tokens, held),
+                    Ok(Flow::Wait(tokens, held)) => return Step::Wait(Box::new((tokens, held))),
                     Err(reason) => {
-                        log::warn!("client {}: {reason:?}: closing", self.client_id);
+                        log::warn!("client {}: {reason:?}: closing", client_id(s, self.session));
                         return Step::Close(reason);
                     }
                 },
                 Ok(None) => return Step::NeedMore,
                 Err(e) => {
-                    log::warn!("client {}: {e}: closing", self.client_id);
+                    log::warn!("client {}: {e}: closing", client_id(s, self.session));
                     return Step::Close(CloseReason::from_decode(&e));
                 }
             }
