@@ -42,6 +42,8 @@ impl Shard {
         peer: SocketAddr,
         assigned: bool,
     ) -> Result<(usize, u64), ConnectRefused> {
+        // Queued messages are checked for expiry against this: the real time.
+        self.now = self.now.max(Instant::now());
         let v5 = c.version == ProtocolVersion::V5;
         if c.client_id.is_empty() {
             // An empty id gets one assigned before the hand-over; reaching

@@ -864,7 +864,10 @@ impl Shard {
     /// published (now, or after its Will Delay Interval), and the session
     /// ends now (expiry 0) or starts its expiry countdown.
     pub fn drop_link(&mut self, session: usize, generation: u64, reason: CloseReason) {
-        let now = self.now;
+        // The real time, not the coarse clock: will delay and session expiry
+        // count from here, and must not end early.
+        let now = self.now.max(Instant::now());
+        self.now = now;
         let Some(s) = self.sessions.get_mut(session) else {
             return;
         };
