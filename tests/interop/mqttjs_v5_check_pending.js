@@ -6,7 +6,8 @@
 // Each check is a function; they run in order and the script exits 1 on the
 // first failure, naming the check and what was wrong.
 // Usage: node mqttjs_v5_check_pending.js PORT [CHECK ...] [-CHECK ...]
-//   (names select checks, -name skips one; see CHECKS at the end)
+//   (names select checks, -name skips one; see CHECKS at the end;
+//   --names lists them)
 //   RECEIVE_MAXIMUM / TOPIC_ALIAS_MAXIMUM in the environment: the broker's
 //   values (default: ringmq's 1024 / 1024).
 'use strict';
@@ -359,6 +360,10 @@ const CHECKS = {
 };
 
 async function main(checks, label) {
+  if (process.argv[2] === '--names') {
+    console.log(Object.keys(checks).join(' '));
+    process.exit(0);
+  }
   const args = process.argv.slice(3);
   const wanted = args.filter((a) => !a.startsWith('-'));
   const skipped = args.filter((a) => a.startsWith('-')).map((a) => a.slice(1));

@@ -5,7 +5,7 @@ script exits 1 on the first failure, naming the check and what was wrong.
 
 Usage: paho_v5_check_pending.py PORT [CHECK ...] [-CHECK ...]
   With CHECK names, only those checks run (see CHECKS at the end); -CHECK
-  skips one.
+  skips one. paho_v5_check_pending.py --names lists the checks.
   RECEIVE_MAXIMUM / TOPIC_ALIAS_MAXIMUM / MAX_KEEPALIVE in the environment give
   the values the broker was started with (defaults: ringmq's 1024 / 1024, and
   MAX_KEEPALIVE unset = no Server Keep Alive check).
@@ -25,7 +25,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 HOST = "127.0.0.1"
-PORT = int(sys.argv[1]) if len(sys.argv) > 1 else 1883
+PORT = int(sys.argv[1]) if sys.argv[1:] and sys.argv[1].isdigit() else 1883
 TIMEOUT = 5.0
 RUN = uuid.uuid4().hex[:8]
 RECEIVE_MAXIMUM = int(os.environ.get("RECEIVE_MAXIMUM", "1024"))
@@ -772,6 +772,9 @@ CHECKS = [
 
 
 def main(checks, label):
+    if sys.argv[1:] == ["--names"]:
+        print(" ".join(f.__name__.removeprefix("check_") for f in checks))
+        os._exit(0)
     wanted = [a for a in sys.argv[2:] if not a.startswith("-")]
     skipped = [a[1:] for a in sys.argv[2:] if a.startswith("-")]
     names = {f.__name__.removeprefix("check_"): f for f in checks}
