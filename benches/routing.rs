@@ -18,12 +18,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 fn message() -> Message {
-    Message {
-        topic: "fan/out".into(),
-        payload: Bytes::from(vec![1u8; 64]),
-        qos: QoS::AtMostOnce,
-        retain: false,
-    }
+    Message::new(
+        "fan/out".into(),
+        Bytes::from(vec![1u8; 64]),
+        QoS::AtMostOnce,
+        false,
+    )
 }
 
 fn bench_mailbox(c: &mut Criterion) {
@@ -101,7 +101,7 @@ fn shard_with_subscribers(n: usize) -> (Shard, Vec<Rc<ConnIo>>, (usize, u64)) {
             password: None,
             properties: None,
         };
-        let key = shard.connect(io.clone(), Box::new(c), peer).unwrap();
+        let key = shard.connect(io.clone(), Box::new(c), peer, false).unwrap();
         (io, key)
     };
     let mut ios = Vec::with_capacity(n);

@@ -65,6 +65,23 @@ pub struct Config {
     /// Interval of the `$SYS/broker/...` statistics topics; 0 disables them.
     pub sys_interval_s: u64,
     pub log_level: log::LevelFilter,
+    /// MQTT 5 Receive Maximum the broker advertises: QoS 2 PUBLISHes a v5
+    /// client may have awaiting PUBREL (QoS 1 is acknowledged at once).
+    pub receive_maximum: u16,
+    /// Highest QoS accepted from clients and granted to subscriptions.
+    pub qos_max: crate::protocol::QoS,
+    /// Retained messages are stored (false: a PUBLISH with RETAIN is refused).
+    pub retain_available: bool,
+    /// Topic aliases a v5 client may define towards the broker (0: none).
+    pub topic_alias_max: u16,
+    /// Longest session expiry interval granted, seconds (u32::MAX: no cap).
+    pub session_expiry_max_s: u32,
+    pub wildcard_subscriptions: bool,
+    pub subscription_identifiers: bool,
+    pub shared_subscriptions: bool,
+    /// Prefix sent as Response Information (followed by the client id) to v5
+    /// clients that request it; `None`: not sent.
+    pub response_information: Option<String>,
 }
 
 impl Default for Config {
@@ -86,6 +103,15 @@ impl Default for Config {
             connect_timeout_s: 10,
             sys_interval_s: 10,
             log_level: log::LevelFilter::Info,
+            receive_maximum: 1024,
+            qos_max: crate::protocol::QoS::ExactlyOnce,
+            retain_available: true,
+            topic_alias_max: 1024,
+            session_expiry_max_s: u32::MAX,
+            wildcard_subscriptions: true,
+            subscription_identifiers: true,
+            shared_subscriptions: true,
+            response_information: None,
         }
     }
 }
@@ -139,6 +165,30 @@ pub struct Cli {
     /// Seconds between $SYS updates; 0 disables them.
     #[arg(long, value_parser = clap::value_parser!(u64).range(0..=86_400))]
     pub sys_interval: Option<u64>,
+    /// MQTT 5 Receive Maximum advertised to clients.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=65_535))]
+    pub receive_maximum: Option<u64>,
+    /// Highest QoS accepted and granted (0, 1 or 2).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(0..=2))]
+    pub max_qos: Option<u64>,
+    /// false: retained messages are refused.
+    #[arg(long, value_name = "BOOL")]
+    pub retain_available: Option<bool>,
+    /// Topic aliases a v5 client may define (0: none).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(0..=65_535))]
+    pub max_topic_alias: Option<u64>,
+    /// Longest session expiry interval granted, seconds.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(0..=u32::MAX as u64))]
+    pub max_session_expiry: Option<u64>,
+    #[arg(long, value_name = "BOOL")]
+    pub wildcard_subscriptions: Option<bool>,
+    #[arg(long, value_name = "BOOL")]
+    pub subscription_identifiers: Option<bool>,
+    #[arg(long, value_name = "BOOL")]
+    pub shared_subscriptions: Option<bool>,
+    /// Response Information prefix for v5 clients that request it.
+    #[arg(long, value_name = "PREFIX")]
+    pub response_information: Option<String>,
 }
 
 /// A configuration error: names the key, says what was wrong.
@@ -173,6 +223,16 @@ fn enum_value<T: ValueEnum>(key: &str, v: &toml::Value) -> Result<T, ConfigError
     let want = format!("one of {}", names.join(", "));
     let s = v.as_str().ok_or_else(|| key_error(key, &want, v))?;
     T::from_str(s, true).map_err(|_| key_error(key, &want, v))
+}
+
+fn bool_of(key: &str, v: &toml::Value) -> Result<bool, ConfigError> {
+    v.as_bool()
+        .ok_or_else(|| key_error(key, "true or false", v))
+}
+
+/// A QoS from an already range-checked 0..=2.
+fn qos_of(v: u64) -> crate::protocol::QoS {
+    crate::protocol::QoS::from_bits(v as u8).unwrap_or(crate::protocol::QoS::ExactlyOnce)
 }
 
 impl Config {
@@ -237,6 +297,20 @@ impl Config {
                         .and_then(|s| s.parse().ok())
                         .ok_or_else(|| key_error(key, "error, warn, info, debug or trace", v))?
                 }
+                "receive_maximum" => self.receive_maximum = int_in(key, v, 1, 65_535)? as u16,
+                "max_qos" => self.qos_max = qos_of(int_in(key, v, 0, 2)?),
+                "retain_available" => self.retain_available = bool_of(key, v)?,
+                "max_topic_alias" => self.topic_alias_max = int_in(key, v, 0, 65_535)? as u16,
+                "max_session_expiry" => {
+                    self.session_expiry_max_s = int_in(key, v, 0, u32::MAX as u64)? as u32
+                }
+                "wildcard_subscriptions" => self.wildcard_subscriptions = bool_of(key, v)?,
+                "subscription_identifiers" => self.subscription_identifiers = bool_of(key, v)?,
+                "shared_subscriptions" => self.shared_subscriptions = bool_of(key, v)?,
+                "response_information" => {
+                    let s = v.as_str().ok_or_else(|| key_error(key, "a string", v))?;
+                    self.response_information = Some(s.to_string());
+                }
                 other => return Err(ConfigError(format!("config key `{other}`: unknown key"))),
             }
         }
@@ -283,6 +357,33 @@ impl Config {
         }
         if let Some(v) = cli.sys_interval {
             self.sys_interval_s = v;
+        }
+        if let Some(v) = cli.receive_maximum {
+            self.receive_maximum = v as u16;
+        }
+        if let Some(v) = cli.max_qos {
+            self.qos_max = qos_of(v);
+        }
+        if let Some(v) = cli.retain_available {
+            self.retain_available = v;
+        }
+        if let Some(v) = cli.max_topic_alias {
+            self.topic_alias_max = v as u16;
+        }
+        if let Some(v) = cli.max_session_expiry {
+            self.session_expiry_max_s = v as u32;
+        }
+        if let Some(v) = cli.wildcard_subscriptions {
+            self.wildcard_subscriptions = v;
+        }
+        if let Some(v) = cli.subscription_identifiers {
+            self.subscription_identifiers = v;
+        }
+        if let Some(v) = cli.shared_subscriptions {
+            self.shared_subscriptions = v;
+        }
+        if let Some(v) = &cli.response_information {
+            self.response_information = Some(v.clone());
         }
     }
 

@@ -217,7 +217,8 @@ async fn mailbox_loop(shard: &ShardRef, rx: Receiver, stop: &AtomicBool) {
     }
 }
 
-/// Once a second: keepalive check; every `sys_interval_s`: `$SYS` counters.
+/// Once a second: keepalive, CONNECT deadlines, stalled subscribers, session
+/// expiry and delayed wills; every `sys_interval_s`: `$SYS` counters.
 async fn ticker(shard: ShardRef, sys_interval_s: u64) {
     let mut seconds: u64 = 0;
     loop {
@@ -232,6 +233,7 @@ async fn ticker(shard: ShardRef, sys_interval_s: u64) {
             s.check_connect_deadlines(now);
             s.now = now;
             s.check_stalled(now);
+            s.check_timers(now);
             if sys_interval_s > 0 && seconds.is_multiple_of(sys_interval_s) {
                 s.sys_tick();
             }

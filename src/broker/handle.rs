@@ -2,8 +2,9 @@
 //! Handlers return a [`Flow`] or a [`CloseReason`]; only the connection task
 //! acts on them (closing, waiting for index acks).
 
+use super::session::SubOptions;
 use super::shard::{CloseReason, Shard};
-use crate::protocol::{Packet, QoS, SubAckCode};
+use crate::protocol::{AckKind, Packet, reason};
 use bytestring::ByteString;
 
 /// What the connection task does after a packet was handled.
@@ -20,9 +21,11 @@ pub enum Flow {
 pub enum Held {
     SubAck {
         packet_id: u16,
-        codes: Vec<SubAckCode>,
+        /// One v5 reason code per filter (granted QoS, or a failure code
+        /// that a 3.1.1 SUBACK writes as 0x80).
+        reasons: Vec<u8>,
         /// Granted plain filters whose retained messages are sent after the SUBACK.
-        retained: Vec<(ByteString, QoS)>,
+        retained: Vec<(ByteString, SubOptions)>,
     },
 }
 
@@ -34,6 +37,7 @@ impl Shard {
         generation: u64,
         packet: Packet,
     ) -> Result<Flow, CloseReason> {
+        let _ = generation;
         match packet {
             Packet::Publish(p) => self.handle_publish(session, p),
             Packet::PubAck(id) => self.handle_puback(session, id),
@@ -48,25 +52,77 @@ impl Shard {
                 }
                 Ok(Flow::Continue)
             }
-            Packet::Disconnect => {
-                // A DISCONNECT discards the will.
-                if let Some(link) = self.sessions.get_mut(session).and_then(|s| s.link.as_mut()) {
-                    link.will = None;
-                }
-                let _ = generation;
-                Ok(Flow::Disconnect)
+            Packet::Disconnect => self.handle_disconnect(session, reason::SUCCESS, None),
+            Packet::DisconnectV5(d) => {
+                let expiry = d
+                    .properties
+                    .as_ref()
+                    .and_then(|p| p.session_expiry_interval);
+                self.handle_disconnect(session, d.reason, expiry)
             }
+            Packet::AckV5(a) => match a.kind {
+                AckKind::PubAck => self.handle_puback(session, a.packet_id),
+                AckKind::PubRec if a.reason >= reason::UNSPECIFIED_ERROR => {
+                    // The client refused the message: the exchange ends here.
+                    let matched = self
+                        .sessions
+                        .get_mut(session)
+                        .is_some_and(|s| s.on_pubrec_refused(a.packet_id));
+                    self.completed(session, matched);
+                    Ok(Flow::Continue)
+                }
+                AckKind::PubRec => self.handle_pubrec(session, a.packet_id),
+                AckKind::PubRel => self.handle_pubrel(session, a.packet_id),
+                AckKind::PubComp => self.handle_pubcomp(session, a.packet_id),
+            },
+            Packet::Auth(_) => Err(CloseReason::Protocol(
+                "AUTH without enhanced authentication",
+            )),
             Packet::Connect(_) => Err(CloseReason::Protocol("second CONNECT")),
-            Packet::ConnAck(_) | Packet::SubAck(_) | Packet::UnsubAck(_) | Packet::PingResp => Err(
-                CloseReason::Protocol("server-to-client packet from a client"),
-            ),
-            Packet::ConnAckV5(_)
-            | Packet::AckV5(_)
+            Packet::ConnAck(_)
+            | Packet::SubAck(_)
+            | Packet::UnsubAck(_)
+            | Packet::PingResp
+            | Packet::ConnAckV5(_)
             | Packet::SubAckV5(_)
-            | Packet::UnsubAckV5(_)
-            | Packet::DisconnectV5(_)
-            | Packet::Auth(_) => Err(CloseReason::Protocol("MQTT 5 packet")),
+            | Packet::UnsubAckV5(_) => Err(CloseReason::Protocol(
+                "server-to-client packet from a client",
+            )),
         }
+    }
+
+    /// DISCONNECT from the client: reason 0x00 discards the will, any other
+    /// reason (0x04 "with will message" included) keeps it for publishing.
+    /// v5 may change the Session Expiry Interval, but not from 0.
+    fn handle_disconnect(
+        &mut self,
+        session: usize,
+        code: u8,
+        expiry: Option<u32>,
+    ) -> Result<Flow, CloseReason> {
+        let cap = self.config.session_expiry_max_s;
+        let Some(s) = self.sessions.get_mut(session) else {
+            return Ok(Flow::Disconnect);
+        };
+        if let Some(expiry) = expiry {
+            let from_zero = s
+                .link
+                .as_ref()
+                .and_then(|l| l.v5.as_ref())
+                .is_some_and(|v| v.connect_expiry_zero);
+            if from_zero && expiry != 0 {
+                return Err(CloseReason::Protocol(
+                    "session expiry set on DISCONNECT after 0 in CONNECT",
+                ));
+            }
+            s.expiry_s = expiry.min(cap);
+        }
+        if code == reason::NORMAL_DISCONNECTION
+            && let Some(link) = s.link.as_mut()
+        {
+            link.will = None;
+        }
+        Ok(Flow::Disconnect)
     }
 
     /// Sends a reply that was held by [`Flow::Wait`], if the connection is
@@ -82,9 +138,9 @@ impl Shard {
         match held {
             Held::SubAck {
                 packet_id,
-                codes,
+                reasons,
                 retained,
-            } => self.finish_subscribe(session, packet_id, codes, retained),
+            } => self.finish_subscribe(session, packet_id, reasons, retained),
         }
     }
 }

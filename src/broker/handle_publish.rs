@@ -4,50 +4,109 @@
 
 use super::handle::Flow;
 use super::shard::{CloseReason, Shard};
-use super::{Message, Origin};
-use crate::protocol::{self, Packet, Publish, QoS};
+use super::{Message, MessageMeta, Origin};
+use crate::protocol::{self, AckKind, AckV5, Packet, Publish, QoS, reason};
+use bytestring::ByteString;
 
 impl Shard {
     pub(super) fn handle_publish(
         &mut self,
         session: usize,
-        p: Publish,
+        mut p: Publish,
     ) -> Result<Flow, CloseReason> {
-        let ack = match p.qos {
-            QoS::AtMostOnce => None,
-            QoS::AtLeastOnce => Some(Packet::PubAck(p.packet_id)),
-            QoS::ExactlyOnce => Some(Packet::PubRec(p.packet_id)),
+        if p.qos > self.config.qos_max {
+            return Err(CloseReason::Refused(
+                reason::QOS_NOT_SUPPORTED,
+                "PUBLISH QoS above max_qos",
+            ));
+        }
+        if p.retain && !self.config.retain_available {
+            return Err(CloseReason::Refused(
+                reason::RETAIN_NOT_SUPPORTED,
+                "retained messages are turned off",
+            ));
+        }
+        let alias_max = self.config.topic_alias_max;
+        let receive_max = self.config.receive_maximum as usize;
+        let Some(s) = self.sessions.get_mut(session) else {
+            return Ok(Flow::Continue);
         };
+        let v5 = s.link.as_mut().and_then(|l| l.v5.as_deref_mut());
+        if let (Some(v5), Some(props)) = (v5, p.properties.as_deref()) {
+            if !props.subscription_identifiers.is_empty() {
+                return Err(CloseReason::Protocol(
+                    "subscription identifier in a PUBLISH from a client",
+                ));
+            }
+            if let Some(alias) = props.topic_alias {
+                if alias == 0 || alias > alias_max {
+                    return Err(CloseReason::Refused(
+                        reason::TOPIC_ALIAS_INVALID,
+                        "topic alias 0 or above the maximum",
+                    ));
+                }
+                if p.topic.is_empty() {
+                    match v5.alias_in.get(&alias) {
+                        Some(t) => p.topic = t.clone(),
+                        None => return Err(CloseReason::Protocol("unknown topic alias")),
+                    }
+                } else {
+                    // Owned: the alias outlives the read buffer.
+                    v5.alias_in.insert(alias, ByteString::from(&*p.topic));
+                }
+            }
+        }
+        let v5 = s.link.as_ref().is_some_and(|l| l.v5.is_some());
         // QoS 2: a PUBLISH re-sent before PUBREL is acknowledged again but
         // not routed again (exactly once).
-        let fresh = p.qos != QoS::ExactlyOnce
-            || self
-                .sessions
-                .get_mut(session)
-                .is_some_and(|s| s.incoming_qos2.insert(p.packet_id));
+        let fresh = p.qos != QoS::ExactlyOnce || !s.incoming_qos2.contains(&p.packet_id);
+        if p.qos == QoS::ExactlyOnce && fresh {
+            if v5 && s.incoming_qos2.len() >= receive_max {
+                return Err(CloseReason::Refused(
+                    reason::RECEIVE_MAXIMUM_EXCEEDED,
+                    "more QoS 2 PUBLISHes awaiting PUBREL than Receive Maximum",
+                ));
+            }
+            s.incoming_qos2.insert(p.packet_id);
+        }
+        let generation = s.generation;
+        let mut matched = true;
         // Clients may not publish into the broker's own `$SYS` tree.
         if fresh && !p.topic.starts_with("$SYS/") {
             self.stats.messages_received += 1;
-            let origin = self.sessions.get(session).map(|s| Origin {
+            let origin = Some(Origin {
                 core: self.id,
                 session,
-                generation: s.generation,
+                generation,
             });
-            self.publish(
-                Message {
-                    topic: p.topic,
-                    payload: p.payload,
-                    qos: p.qos,
-                    retain: p.retain,
-                },
-                origin,
-            );
+            let mut msg = Message::new(p.topic, p.payload, p.qos, p.retain);
+            msg.meta = p
+                .properties
+                .as_deref()
+                .and_then(|props| MessageMeta::from_publish(props, self.now));
+            matched = self.publish(msg, origin);
         }
-        if let Some(ack) = ack
-            && let Some(io) = self.live_io(session)
-        {
-            io.write(|b| protocol::encode(&ack, b));
-        }
+        let Some(io) = self.live_io(session) else {
+            return Ok(Flow::Continue);
+        };
+        let kind = match p.qos {
+            QoS::AtMostOnce => return Ok(Flow::Continue),
+            QoS::AtLeastOnce => AckKind::PubAck,
+            QoS::ExactlyOnce => AckKind::PubRec,
+        };
+        let ack = if v5 && !matched {
+            Packet::AckV5(AckV5 {
+                kind,
+                packet_id: p.packet_id,
+                reason: reason::NO_MATCHING_SUBSCRIBERS,
+                properties: None,
+            })
+        } else if kind == AckKind::PubAck {
+            Packet::PubAck(p.packet_id)
+        } else {
+            Packet::PubRec(p.packet_id)
+        };
+        io.write(|b| protocol::encode(&ack, b));
         Ok(Flow::Continue)
     }
 
@@ -105,12 +164,12 @@ impl Shard {
 
     /// An outgoing QoS 1/2 message was acknowledged: its window slot goes to
     /// the next queued message, and the ack counts as progress.
-    fn completed(&mut self, session: usize, matched: bool) {
+    pub(super) fn completed(&mut self, session: usize, matched: bool) {
         if !matched {
             return;
         }
         if let Some(s) = self.sessions.get_mut(session) {
-            self.stats.messages_sent += s.fill_window(&self.config) as u64;
+            self.stats.messages_sent += s.fill_window(self.now, &mut self.stats) as u64;
         }
         self.progress(session);
     }

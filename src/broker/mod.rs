@@ -17,6 +17,7 @@
 //! the home core of their topic and replicated to every core.
 
 pub mod conn;
+pub mod enhanced_auth;
 pub mod handle;
 pub mod handle_connect;
 mod handle_publish;
@@ -26,24 +27,117 @@ pub mod session;
 pub mod shard;
 mod sys;
 
-use crate::protocol::{Connect, QoS};
+use crate::protocol::{Connect, Properties, QoS};
 use crate::topic::stable_hash;
 use bytes::{Bytes, BytesMut};
 use bytestring::ByteString;
 use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// An application message as the broker routes it. Cloning shares the
-/// topic and payload (two reference-count increments).
+/// topic and payload (two reference-count increments) and the v5 metadata.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Message {
     pub topic: ByteString,
     pub payload: Bytes,
     pub qos: QoS,
     pub retain: bool,
+    /// MQTT 5 properties and expiry; `None` for a 3.1.1 message (and a v5
+    /// one without properties), so the 3.1.1 path never allocates one.
+    pub meta: Option<Arc<MessageMeta>>,
+    /// Per delivery: the subscription identifiers of the session the message
+    /// is queued or in flight for. Empty while it is being routed.
+    pub sub_ids: SubIds,
+}
+
+/// The MQTT 5 side of an application message, shared by every copy.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MessageMeta {
+    /// What is forwarded unchanged: Payload Format Indicator, Content Type,
+    /// Response Topic, Correlation Data, User Properties (in order). Never a
+    /// topic alias, subscription identifier or expiry interval: those are
+    /// per delivery.
+    pub properties: Properties,
+    /// When the Message Expiry Interval runs out.
+    pub expires_at: Option<Instant>,
+}
+
+impl MessageMeta {
+    /// The metadata of a message published with `p` at `now`; `None` when
+    /// nothing in `p` travels with the message. Values are copied out of
+    /// the read buffer they point into.
+    pub fn from_publish(p: &Properties, now: Instant) -> Option<Arc<MessageMeta>> {
+        let properties = Properties {
+            payload_format_indicator: p.payload_format_indicator,
+            content_type: p.content_type.as_deref().map(ByteString::from),
+            response_topic: p.response_topic.as_deref().map(ByteString::from),
+            correlation_data: p.correlation_data.as_deref().map(Bytes::copy_from_slice),
+            user_properties: p
+                .user_properties
+                .iter()
+                .map(|(k, v)| (ByteString::from(&**k), ByteString::from(&**v)))
+                .collect(),
+            ..Properties::default()
+        };
+        let expires_at = p
+            .message_expiry_interval
+            .map(|s| now + Duration::from_secs(s as u64));
+        if properties.is_empty() && expires_at.is_none() {
+            return None;
+        }
+        Some(Arc::new(MessageMeta {
+            properties,
+            expires_at,
+        }))
+    }
+}
+
+/// The subscription identifiers one delivery carries.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum SubIds {
+    #[default]
+    None,
+    One(u32),
+    Many(Arc<[u32]>),
+}
+
+impl SubIds {
+    pub fn as_slice(&self) -> &[u32] {
+        match self {
+            SubIds::None => &[],
+            SubIds::One(id) => std::slice::from_ref(id),
+            SubIds::Many(ids) => ids,
+        }
+    }
 }
 
 impl Message {
+    /// A message without v5 metadata.
+    pub fn new(topic: ByteString, payload: Bytes, qos: QoS, retain: bool) -> Message {
+        Message {
+            topic,
+            payload,
+            qos,
+            retain,
+            meta: None,
+            sub_ids: SubIds::None,
+        }
+    }
+
+    /// When the message expires, if it has an expiry interval.
+    #[inline]
+    pub fn expires_at(&self) -> Option<Instant> {
+        self.meta.as_ref().and_then(|m| m.expires_at)
+    }
+
+    /// True once its Message Expiry Interval has run out at `now`.
+    #[inline]
+    pub fn expired(&self, now: Instant) -> bool {
+        self.expires_at().is_some_and(|t| t <= now)
+    }
+
     /// Copies a small payload out of the read buffer it points into, so that
     /// a message kept for long (queued, retained) does not pin that buffer.
     pub fn detach(mut self) -> Message {
@@ -125,6 +219,10 @@ pub struct ShardStats {
     pub dropped_write_buffer_full: u64,
     /// Times a publisher was paused by a congested subscriber.
     pub publisher_pauses: u64,
+    /// Messages not sent because they exceed the client's Maximum Packet Size.
+    pub dropped_too_large: u64,
+    /// Messages whose Message Expiry Interval ran out before delivery.
+    pub dropped_expired: u64,
 }
 
 impl std::ops::AddAssign for ShardStats {
@@ -138,6 +236,8 @@ impl std::ops::AddAssign for ShardStats {
         self.dropped_queue_full += o.dropped_queue_full;
         self.dropped_write_buffer_full += o.dropped_write_buffer_full;
         self.publisher_pauses += o.publisher_pauses;
+        self.dropped_too_large += o.dropped_too_large;
+        self.dropped_expired += o.dropped_expired;
     }
 }
 

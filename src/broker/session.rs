@@ -18,9 +18,9 @@
 //! to `WRITE_OVERFLOW_BYTES_MAX` more), its progress being completed writes.
 
 use super::conn::ConnIo;
-use super::{DetachCache, Message, Origin};
+use super::{DetachCache, Message, Origin, SubIds};
 use crate::config::{Config, QueueFullPolicy};
-use crate::protocol::{self, ProtocolVersion, QoS, Will};
+use crate::protocol::{self, ProtocolVersion, PublishExtras, QoS, Will};
 use ahash::{AHashMap, AHashSet};
 use bytestring::ByteString;
 use std::collections::VecDeque;
@@ -76,6 +76,10 @@ pub enum Delivery {
     DroppedWriteBufferFull,
     /// QoS 0 for an offline session that does not queue QoS 0.
     Skipped,
+    /// Not sent: larger than the client's Maximum Packet Size (v5).
+    DroppedTooLarge,
+    /// Not sent: its Message Expiry Interval had run out.
+    Expired,
 }
 
 /// The live connection of a session.
@@ -86,14 +90,127 @@ pub struct Link {
     pub last_seen: Instant,
     pub will: Option<Will>,
     pub peer: std::net::SocketAddr,
+    /// QoS 1/2 messages the client may have unacknowledged: `max_inflight`,
+    /// or the client's (v5) Receive Maximum if smaller.
+    pub inflight_max: usize,
+    /// MQTT 5 state of the connection; `None` for 3.1 / 3.1.1.
+    pub v5: Option<Box<LinkV5>>,
+}
+
+/// What a v5 connection negotiated, and its topic aliases (which live as
+/// long as the connection, not the session).
+#[derive(Debug, Default)]
+pub struct LinkV5 {
+    /// The client's Maximum Packet Size (bytes, fixed header included).
+    pub packet_max: usize,
+    /// The client's Topic Alias Maximum: aliases the broker may use to it.
+    pub alias_out_max: u16,
+    /// Topic → alias the broker assigned on this connection.
+    pub alias_out: AHashMap<ByteString, u16>,
+    /// Alias → topic the client defined on this connection.
+    pub alias_in: AHashMap<u16, ByteString>,
+    /// Request Problem Information: reason strings may be sent.
+    pub problem_info: bool,
+    /// The Session Expiry Interval of the CONNECT was 0 (a DISCONNECT may
+    /// then not set it).
+    pub connect_expiry_zero: bool,
+}
+
+impl Link {
+    /// The connection, unless it is closing.
+    fn open(&self) -> bool {
+        !self.io.is_closing()
+    }
+
+    /// Writes one PUBLISH for `msg` at `qos`. v5: with the message's
+    /// properties, its remaining expiry, its subscription ids and an
+    /// outgoing topic alias, unless it exceeds the client's Maximum Packet
+    /// Size (then nothing is written and `false` returned).
+    #[allow(clippy::too_many_arguments)]
+    fn write(
+        &mut self,
+        msg: &Message,
+        sub_ids: &[u32],
+        qos: QoS,
+        packet_id: u16,
+        retain: bool,
+        dup: bool,
+        now: Instant,
+    ) -> bool {
+        let Some(v5) = self.v5.as_deref_mut() else {
+            self.io.write(|b| {
+                protocol::encode_publish(b, &msg.topic, &msg.payload, qos, packet_id, retain, dup)
+            });
+            return true;
+        };
+        let base = msg.meta.as_deref().map(|m| &m.properties);
+        let message_expiry = msg.expires_at().map(|t| {
+            // Whole seconds left, rounded up: never more than was asked.
+            let left = t.saturating_duration_since(now);
+            (left.as_secs() + u64::from(left.subsec_nanos() > 0)).min(u32::MAX as u64) as u32
+        });
+        let (alias, new_alias) = match v5.alias_out.get(&msg.topic) {
+            Some(&a) => (Some(a), false),
+            None if (v5.alias_out.len() as u16) < v5.alias_out_max => {
+                (Some(v5.alias_out.len() as u16 + 1), true)
+            }
+            None => (None, false),
+        };
+        let extras = PublishExtras {
+            message_expiry,
+            topic_alias: alias,
+            subscription_ids: sub_ids,
+        };
+        let topic: &str = if alias.is_some() && !new_alias {
+            ""
+        } else {
+            &msg.topic
+        };
+        let size = protocol::publish_v5_size(topic.len(), msg.payload.len(), qos, base, &extras);
+        if size > v5.packet_max {
+            return false;
+        }
+        if new_alias && let Some(a) = alias {
+            v5.alias_out.insert(msg.topic.clone(), a);
+        }
+        self.io.write(|b| {
+            protocol::encode_publish_v5_with(
+                b,
+                topic,
+                &msg.payload,
+                qos,
+                packet_id,
+                retain,
+                dup,
+                base,
+                &extras,
+            )
+        });
+        true
+    }
+}
+
+/// One subscription as the session records it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SubOptions {
+    pub qos: QoS,
+    pub no_local: bool,
+    pub retain_as_published: bool,
+    /// Subscription Identifier; 0 for none.
+    pub id: u32,
 }
 
 pub struct Session {
     pub client_id: ByteString,
-    /// Clean session: discarded when the connection ends.
-    pub clean: bool,
-    /// Full filter (including `$share/g/`) → granted QoS.
-    pub subscriptions: AHashMap<ByteString, QoS>,
+    /// Session Expiry Interval, seconds: 0 ends the session with its
+    /// connection, `u32::MAX` never expires (a 3.1.1 persistent session).
+    pub expiry_s: u32,
+    /// While offline: when the session expires (`None`: never, or online).
+    pub expires_at: Option<Instant>,
+    /// A will waiting for its Will Delay Interval, and when it is due.
+    pub delayed_will: Option<(Instant, Will)>,
+    /// Full filter (including `$share/g/`) → options.
+    pub subscriptions: AHashMap<ByteString, SubOptions>,
     pub link: Option<Link>,
     /// Incremented for every connection; a reader whose generation no
     /// longer matches has been taken over and must not touch the session.
@@ -117,10 +234,12 @@ pub struct Session {
 }
 
 impl Session {
-    pub fn new(client_id: ByteString, clean: bool) -> Self {
+    pub fn new(client_id: ByteString, expiry_s: u32) -> Self {
         Session {
             client_id,
-            clean,
+            expiry_s,
+            expires_at: None,
+            delayed_will: None,
             subscriptions: AHashMap::default(),
             link: None,
             generation: 0,
@@ -158,24 +277,31 @@ impl Session {
     }
 
     /// Delivers `msg` at `qos` (already the minimum of the message's and the
-    /// subscription's) with `retain` as the flag to send. `detached` holds
-    /// the owned copy made by an earlier session queueing the same message.
+    /// subscription's) with `retain` as the flag to send and `sub_ids` as its
+    /// subscription identifiers. `detached` holds the owned copy made by an
+    /// earlier session queueing the same message.
+    #[allow(clippy::too_many_arguments)]
     pub fn deliver(
         &mut self,
         msg: &Message,
         qos: QoS,
         retain: bool,
+        sub_ids: SubIds,
         config: &Config,
+        now: Instant,
         detached: &mut Option<DetachCache>,
     ) -> Delivery {
-        let Some(io) = self.live_io() else {
+        if msg.expired(now) {
+            return Delivery::Expired;
+        }
+        let Some(link) = self.link.as_mut().filter(|l| l.open()) else {
             if qos == QoS::AtMostOnce && !config.queue_qos0_offline {
                 return Delivery::Skipped;
             }
-            return self.enqueue(with_qos(msg, qos, retain), config, detached);
+            return self.enqueue(with_qos(msg, qos, retain, sub_ids), config, detached);
         };
         if qos == QoS::AtMostOnce {
-            let pending = io.pending_bytes();
+            let pending = link.io.pending_bytes();
             if pending >= config.write_buffer_max_bytes {
                 // Back-pressure for QoS 0 too, while the client is reading:
                 // write past the limit (at most once more) and pause the publisher.
@@ -183,20 +309,23 @@ impl Session {
                     && !self.stalled
                     && pending < config.write_buffer_max_bytes + WRITE_OVERFLOW_BYTES_MAX
                 {
-                    write_publish(io, &msg.topic, &msg.payload, qos, 0, retain, false);
-                    io.set_congested(true);
+                    if !link.write(msg, sub_ids.as_slice(), qos, 0, retain, false, now) {
+                        return Delivery::DroppedTooLarge;
+                    }
+                    link.io.set_congested(true);
                     return Delivery::SentOverLimit;
                 }
                 return Delivery::DroppedWriteBufferFull;
             }
-            write_publish(io, &msg.topic, &msg.payload, qos, 0, retain, false);
+            if !link.write(msg, sub_ids.as_slice(), qos, 0, retain, false, now) {
+                return Delivery::DroppedTooLarge;
+            }
             return Delivery::Sent;
         }
-        if self.inflight.len() < config.inflight_max && self.queue.is_empty() {
-            self.send_new(with_qos(msg, qos, retain));
-            return Delivery::Sent;
+        if self.inflight.len() < link.inflight_max && self.queue.is_empty() {
+            return self.send_new(with_qos(msg, qos, retain, sub_ids), now);
         }
-        self.enqueue(with_qos(msg, qos, retain), config, detached)
+        self.enqueue(with_qos(msg, qos, retain, sub_ids), config, detached)
     }
 
     /// The one place a message is queued for a session that cannot take it
@@ -236,29 +365,33 @@ impl Session {
     }
 
     /// Assigns a packet id, records the message inflight and writes it.
-    fn send_new(&mut self, msg: Message) {
+    /// A message too large for the client is not sent (nor kept).
+    fn send_new(&mut self, msg: Message, now: Instant) -> Delivery {
         let packet_id = self.allocate_packet_id();
         let state = if msg.qos == QoS::ExactlyOnce {
             InflightState::AwaitPubRec
         } else {
             InflightState::AwaitPubAck
         };
-        if let Some(io) = self.live_io() {
-            write_publish(
-                io,
-                &msg.topic,
-                &msg.payload,
+        if let Some(link) = self.link.as_mut().filter(|l| l.open())
+            && !link.write(
+                &msg,
+                msg.sub_ids.as_slice(),
                 msg.qos,
                 packet_id,
                 msg.retain,
                 false,
-            );
+                now,
+            )
+        {
+            return Delivery::DroppedTooLarge;
         }
         self.inflight.push_back(Inflight {
             packet_id,
             msg,
             state,
         });
+        Delivery::Sent
     }
 
     fn allocate_packet_id(&mut self) -> u16 {
@@ -273,22 +406,51 @@ impl Session {
     }
 
     /// Moves queued messages into the window while it has room and the
-    /// client is connected. Returns how many were sent.
-    pub fn fill_window(&mut self, config: &Config) -> usize {
+    /// client is connected, dropping those that expired meanwhile or are too
+    /// large for the client (counted in `stats`). Returns how many were sent.
+    pub fn fill_window(&mut self, now: Instant, stats: &mut super::ShardStats) -> usize {
         let mut sent = 0;
-        while self.inflight.len() < config.inflight_max && self.live_io().is_some() {
+        while let Some(window) = self
+            .link
+            .as_ref()
+            .filter(|l| l.open())
+            .map(|l| l.inflight_max)
+        {
+            if self.inflight.len() >= window {
+                break;
+            }
             let Some(msg) = self.queue.pop_front() else {
                 break;
             };
-            if msg.qos == QoS::AtMostOnce {
+            if msg.expired(now) {
+                stats.dropped_expired += 1;
+                continue;
+            }
+            let delivered = if msg.qos == QoS::AtMostOnce {
                 // Queued QoS 0 (queue_qos0_messages): no window, no ack.
-                if let Some(io) = self.live_io() {
-                    write_publish(io, &msg.topic, &msg.payload, msg.qos, 0, msg.retain, false);
+                let written = self.link.as_mut().is_some_and(|link| {
+                    link.write(
+                        &msg,
+                        msg.sub_ids.as_slice(),
+                        msg.qos,
+                        0,
+                        msg.retain,
+                        false,
+                        now,
+                    )
+                });
+                if written {
+                    Delivery::Sent
+                } else {
+                    Delivery::DroppedTooLarge
                 }
             } else {
-                self.send_new(msg);
+                self.send_new(msg, now)
+            };
+            match delivered {
+                Delivery::Sent => sent += 1,
+                _ => stats.dropped_too_large += 1,
             }
-            sent += 1;
         }
         sent
     }
@@ -314,6 +476,12 @@ impl Session {
         }
     }
 
+    /// v5 PUBREC with a reason code of 0x80 or more: the client refused the
+    /// message; the exchange ends there (no PUBREL). True if it matched.
+    pub fn on_pubrec_refused(&mut self, packet_id: u16) -> bool {
+        self.remove_inflight(packet_id, InflightState::AwaitPubRec)
+    }
+
     /// PUBCOMP from the client. Returns true if it matched.
     pub fn on_pubcomp(&mut self, packet_id: u16) -> bool {
         self.remove_inflight(packet_id, InflightState::AwaitPubComp)
@@ -336,32 +504,34 @@ impl Session {
     /// PUBLISH with DUP set and every PUBREL, with their original packet ids,
     /// in their original order, then fill the window from the queue. Returns
     /// the number of PUBLISH packets written.
-    pub fn resend_inflight(&mut self, config: &Config) -> usize {
-        let Some(io) = self.live_io().cloned() else {
+    pub fn resend_inflight(&mut self, now: Instant, stats: &mut super::ShardStats) -> usize {
+        let Some(link) = self.link.as_mut().filter(|l| l.open()) else {
             return 0;
         };
-        let resent = self
-            .inflight
-            .iter()
-            .filter(|m| m.state != InflightState::AwaitPubComp)
-            .count();
+        let mut resent = 0;
         for m in &self.inflight {
             match m.state {
-                InflightState::AwaitPubAck | InflightState::AwaitPubRec => write_publish(
-                    &io,
-                    &m.msg.topic,
-                    &m.msg.payload,
-                    m.msg.qos,
-                    m.packet_id,
-                    m.msg.retain,
-                    true,
-                ),
-                InflightState::AwaitPubComp => {
-                    io.write(|b| protocol::encode(&protocol::Packet::PubRel(m.packet_id), b))
+                InflightState::AwaitPubAck | InflightState::AwaitPubRec => {
+                    // Once sent, a message is completed even if it has
+                    // expired since; only a smaller packet limit stops it.
+                    if link.write(
+                        &m.msg,
+                        m.msg.sub_ids.as_slice(),
+                        m.msg.qos,
+                        m.packet_id,
+                        m.msg.retain,
+                        true,
+                        now,
+                    ) {
+                        resent += 1;
+                    }
                 }
+                InflightState::AwaitPubComp => link
+                    .io
+                    .write(|b| protocol::encode(&protocol::Packet::PubRel(m.packet_id), b)),
             }
         }
-        resent + self.fill_window(config)
+        resent + self.fill_window(now, stats)
     }
 
     /// The connection wrote its buffer down at `now` (QoS 0 progress).
@@ -409,25 +579,13 @@ impl Session {
     }
 }
 
-/// Appends one PUBLISH to the connection's write buffer.
-#[inline]
-fn write_publish(
-    io: &ConnIo,
-    topic: &str,
-    payload: &[u8],
-    qos: QoS,
-    packet_id: u16,
-    retain: bool,
-    dup: bool,
-) {
-    io.write(|b| protocol::encode_publish(b, topic, payload, qos, packet_id, retain, dup));
-}
-
-fn with_qos(msg: &Message, qos: QoS, retain: bool) -> Message {
+fn with_qos(msg: &Message, qos: QoS, retain: bool, sub_ids: SubIds) -> Message {
     Message {
         topic: msg.topic.clone(),
         payload: msg.payload.clone(),
         qos,
         retain,
+        meta: msg.meta.clone(),
+        sub_ids,
     }
 }

@@ -15,8 +15,8 @@
 
 use super::conn::ConnIo;
 use super::mailbox::Outbox;
-use super::session::{Delivery, Session};
-use super::{Message, Origin, ShardMsg, ShardStats, home_core};
+use super::session::{Delivery, Session, SubOptions};
+use super::{Message, Origin, ShardMsg, ShardStats, SubIds, home_core};
 use crate::config::Config;
 use crate::protocol::{QoS, Will};
 use crate::topic::{Filter, TopicTree, Trie, parse_filter};
@@ -31,11 +31,27 @@ use std::time::Instant;
 
 pub type ShardRef = Rc<RefCell<Shard>>;
 
-/// A subscriber on this core.
+/// A subscriber on this core, with the options that decide each delivery.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LocalSub {
     pub session: usize,
     pub qos: QoS,
+    /// v5 No Local: not its own messages.
+    pub no_local: bool,
+    /// v5 Retain As Published: forward the RETAIN flag.
+    pub retain_as_published: bool,
+    /// v5 Subscription Identifier; 0 for none.
+    pub id: u32,
+}
+
+impl LocalSub {
+    fn sub_ids(&self) -> SubIds {
+        if self.id == 0 {
+            SubIds::None
+        } else {
+            SubIds::One(self.id)
+        }
+    }
 }
 
 /// A `$share/{group}/{filter}` group, as seen from this core.
@@ -83,18 +99,58 @@ struct PendingAck {
     waiters: Vec<Waker>,
 }
 
-/// Why a connection ended; decides the will and the log line.
+/// Why a connection ended; decides the log line and, for a v5 client, the
+/// reason code of the DISCONNECT the broker sends before closing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CloseReason {
-    /// The client sent DISCONNECT: no will.
+    /// The client sent DISCONNECT (its handler has already discarded the
+    /// will for reason 0x00).
     ClientDisconnect,
     /// The client closed the socket.
     Eof,
     Io,
+    /// Bytes that break the wire format: 0x81.
+    Malformed(&'static str),
+    /// A protocol rule broken: 0x82.
     Protocol(&'static str),
+    /// A packet above `max_packet_size`: 0x95.
+    TooLarge,
+    /// Another v5 reason code (0x93, 0x94, 0x9A, 0x9B, 0xA1...) and why.
+    Refused(u8, &'static str),
     Keepalive,
     Takeover,
     Shutdown,
+}
+
+impl CloseReason {
+    /// The reason for a decode error.
+    pub fn from_decode(e: &crate::protocol::DecodeError) -> CloseReason {
+        use crate::protocol::DecodeError as E;
+        match e {
+            E::Malformed(why) => CloseReason::Malformed(why),
+            E::Protocol(why) => CloseReason::Protocol(why),
+            E::TooLarge { .. } => CloseReason::TooLarge,
+            E::UnsupportedProtocolLevel(_) | E::BadProtocolName => {
+                CloseReason::Protocol("CONNECT after CONNECT")
+            }
+        }
+    }
+
+    /// The reason code and text of the DISCONNECT a v5 client is sent, if
+    /// the broker is the one closing.
+    pub fn v5_disconnect(&self) -> Option<(u8, &'static str)> {
+        use crate::protocol::reason as r;
+        Some(match *self {
+            CloseReason::ClientDisconnect | CloseReason::Eof | CloseReason::Io => return None,
+            CloseReason::Malformed(why) => (r::MALFORMED_PACKET, why),
+            CloseReason::Protocol(why) => (r::PROTOCOL_ERROR, why),
+            CloseReason::TooLarge => (r::PACKET_TOO_LARGE, "packet larger than max_packet_size"),
+            CloseReason::Refused(code, why) => (code, why),
+            CloseReason::Keepalive => (r::KEEP_ALIVE_TIMEOUT, "keep alive timeout"),
+            CloseReason::Takeover => (r::SESSION_TAKEN_OVER, "another connection took over"),
+            CloseReason::Shutdown => (r::SERVER_SHUTTING_DOWN, "server shutting down"),
+        })
+    }
 }
 
 pub struct Shard {
@@ -108,8 +164,8 @@ pub struct Shard {
     pub outbox: Outbox,
     acks: AHashMap<u64, PendingAck>,
     next_token: u64,
-    /// Reused buffer of matched (session, QoS) pairs: no allocation per publish.
-    scratch: Vec<(usize, QoS)>,
+    /// Reused buffer of matched subscriptions: no allocation per publish.
+    scratch: Vec<LocalSub>,
     pub stats: ShardStats,
     /// Connections accepted on this core and not yet closed (including ones
     /// handed to another core until they leave).
@@ -133,6 +189,9 @@ pub struct Shard {
     /// The owned copy of the message being routed, once a session queued it;
     /// cleared when its routing ends.
     detached: Option<super::DetachCache>,
+    /// Offline sessions' deadlines (session expiry, delayed will): when,
+    /// which session, which generation. Stale entries are skipped.
+    timers: std::collections::BinaryHeap<std::cmp::Reverse<(Instant, usize, u64)>>,
 }
 
 impl Shard {
@@ -162,6 +221,7 @@ impl Shard {
             origin: None,
             now: Instant::now(),
             detached: None,
+            timers: std::collections::BinaryHeap::new(),
         }
     }
 
@@ -180,8 +240,9 @@ impl Shard {
     // ----- publishing --------------------------------------------------
 
     /// Routes a message published on this core by `origin` (None for wills
-    /// and `$SYS`): retained store, local subscribers, other cores, shared groups.
-    pub fn publish(&mut self, msg: Message, origin: Option<Origin>) {
+    /// and `$SYS`): retained store, local subscribers, other cores, shared
+    /// groups. Returns false when no subscription matched on any core.
+    pub fn publish(&mut self, msg: Message, origin: Option<Origin>) -> bool {
         self.origin = origin;
         if msg.retain {
             self.retain(msg.clone());
@@ -194,7 +255,7 @@ impl Shard {
         self.trie.for_each_match(&msg.topic, |e| {
             if !e.subs.is_empty() {
                 entries += 1;
-                matched.extend(e.subs.iter().map(|s| (s.session, s.qos)));
+                matched.extend_from_slice(&e.subs);
             }
             remote |= e.remote;
             for g in &e.shared {
@@ -203,6 +264,7 @@ impl Shard {
                 }
             }
         });
+        let any = !matched.is_empty() || remote != 0 || !shared.is_empty();
         self.deliver_matched(&msg, &mut matched, entries);
         self.scratch = matched;
         for core in bits(remote) {
@@ -216,7 +278,7 @@ impl Shard {
         }
         for t in shared {
             match t {
-                SharedTarget::Local(s) => self.deliver_one(s.session, &msg, s.qos, false),
+                SharedTarget::Local(s) => self.deliver_sub(&s, &msg),
                 SharedTarget::Remote(core, share) => self.outbox.push(
                     core,
                     ShardMsg::SharedPublish {
@@ -230,6 +292,7 @@ impl Shard {
         }
         self.origin = None;
         self.detached = None;
+        any
     }
 
     /// A publish routed here by another core: local plain subscribers only.
@@ -240,7 +303,7 @@ impl Shard {
         self.trie.for_each_match(&msg.topic, |e| {
             if !e.subs.is_empty() {
                 entries += 1;
-                matched.extend(e.subs.iter().map(|s| (s.session, s.qos)));
+                matched.extend_from_slice(&e.subs);
             }
         });
         self.deliver_matched(&msg, &mut matched, entries);
@@ -276,7 +339,7 @@ impl Shard {
         match target {
             Some(SharedTarget::Local(s)) => {
                 self.origin = origin;
-                self.deliver_one(s.session, &msg, s.qos, false);
+                self.deliver_sub(&s, &msg);
                 self.origin = None;
                 self.detached = None;
             }
@@ -296,18 +359,54 @@ impl Shard {
         }
     }
 
-    /// Delivers to the matched sessions, once per session at the highest
-    /// QoS among its matching subscriptions. `entries` is the number of
-    /// filters that contributed: with one, sessions are already distinct.
-    fn deliver_matched(&mut self, msg: &Message, matched: &mut Vec<(usize, QoS)>, entries: usize) {
-        if entries > 1 {
-            matched.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
-            matched.dedup_by_key(|m| m.0);
+    /// Delivers to the matched subscriptions, once per session: at the
+    /// highest QoS among its matching subscriptions, with all their
+    /// subscription identifiers. `entries` is the number of filters that
+    /// contributed: with one, sessions are already distinct.
+    fn deliver_matched(&mut self, msg: &Message, matched: &mut Vec<LocalSub>, entries: usize) {
+        // No Local: the publisher's own session (on this core) is skipped.
+        let own = self.origin.filter(|o| o.core == self.id).map(|o| o.session);
+        if own.is_some() {
+            matched.retain(|s| !(s.no_local && Some(s.session) == own));
         }
-        for &(session, qos) in matched.iter() {
-            self.deliver_one(session, msg, qos, false);
+        if entries <= 1 {
+            for s in matched.iter() {
+                self.deliver_sub(s, msg);
+            }
+            matched.clear();
+            return;
+        }
+        matched.sort_unstable_by_key(|s| s.session);
+        let mut i = 0;
+        while i < matched.len() {
+            let first = matched[i];
+            let mut j = i + 1;
+            while j < matched.len() && matched[j].session == first.session {
+                j += 1;
+            }
+            if j - i == 1 {
+                self.deliver_sub(&first, msg);
+            } else {
+                let group = &matched[i..j];
+                let qos = group.iter().map(|s| s.qos).max().unwrap_or(first.qos);
+                let retain = msg.retain && group.iter().any(|s| s.retain_as_published);
+                let ids: Vec<u32> = group.iter().map(|s| s.id).filter(|&id| id != 0).collect();
+                let sub_ids = match ids.len() {
+                    0 => SubIds::None,
+                    1 => SubIds::One(ids[0]),
+                    _ => SubIds::Many(ids.into()),
+                };
+                self.deliver_one(first.session, msg, qos, retain, sub_ids);
+            }
+            i = j;
         }
         matched.clear();
+    }
+
+    /// Delivers `msg` through one subscription, with its options.
+    fn deliver_sub(&mut self, s: &LocalSub, msg: &Message) {
+        let retain = msg.retain && s.retain_as_published;
+        self.deliver_one(s.session, msg, s.qos, retain, s.sub_ids());
     }
 
     /// Delivers `msg` to one session at `min(msg.qos, granted)`.
@@ -317,6 +416,7 @@ impl Shard {
         msg: &Message,
         granted: QoS,
         retain: bool,
+        sub_ids: SubIds,
     ) {
         let Some(s) = self.sessions.get_mut(session) else {
             debug_assert!(false, "subscriber {session} has no session");
@@ -326,7 +426,9 @@ impl Shard {
             msg,
             msg.qos.min(granted),
             retain,
+            sub_ids,
             &self.config,
+            self.now,
             &mut self.detached,
         ) {
             Delivery::Sent => self.stats.messages_sent += 1,
@@ -344,6 +446,8 @@ impl Shard {
             }
             Delivery::DroppedQueueFull => self.stats.dropped_queue_full += 1,
             Delivery::DroppedWriteBufferFull => self.stats.dropped_write_buffer_full += 1,
+            Delivery::DroppedTooLarge => self.stats.dropped_too_large += 1,
+            Delivery::Expired => self.stats.dropped_expired += 1,
         }
     }
 
@@ -514,13 +618,24 @@ impl Shard {
         }
     }
 
-    /// Delivers the retained messages matching `filter` to a new subscriber.
-    pub(super) fn deliver_retained(&mut self, session: usize, filter: &str, granted: QoS) {
+    /// Delivers the retained messages matching `filter` to a new subscriber
+    /// (with RETAIN set, and the subscription's identifier). Expired ones
+    /// are removed instead.
+    pub(super) fn deliver_retained(&mut self, session: usize, filter: &str, sub: SubOptions) {
         let mut found = Vec::new();
         self.retained
             .for_each_match(filter, |_, m| found.push(m.clone()));
+        let sub_ids = if sub.id == 0 {
+            SubIds::None
+        } else {
+            SubIds::One(sub.id)
+        };
         for m in found {
-            self.deliver_one(session, &m, granted, true);
+            if m.expired(self.now) {
+                self.retained.remove(&m.topic);
+                continue;
+            }
+            self.deliver_one(session, &m, sub.qos, true, sub_ids.clone());
         }
         self.detached = None;
     }
@@ -533,10 +648,16 @@ impl Shard {
         &mut self,
         session: usize,
         raw: &ByteString,
-        qos: QoS,
+        o: SubOptions,
     ) -> Option<u64> {
         let filter = parse_filter(raw)?;
-        let sub = LocalSub { session, qos };
+        let sub = LocalSub {
+            session,
+            qos: o.qos,
+            no_local: o.no_local,
+            retain_as_published: o.retain_as_published,
+            id: o.id,
+        };
         let entry = self.trie.entry(filter.topic_filter());
         let (members, pending) = match filter {
             Filter::Plain(_) => (&mut entry.subs, &mut entry.pending),
@@ -561,7 +682,7 @@ impl Shard {
             }
         };
         if let Some(existing) = members.iter_mut().find(|m| m.session == session) {
-            existing.qos = qos;
+            *existing = sub;
             return *pending;
         }
         let first = members.is_empty();
@@ -733,10 +854,13 @@ impl Shard {
 
     // ----- sessions ------------------------------------------------------
 
-    /// Ends the live connection of `session` if it is still generation `generation`:
-    /// publishes the will unless the client sent DISCONNECT, closes the
-    /// socket's read side, and discards the session if it was clean.
+    /// Ends the live connection of `session` if it is still generation
+    /// `generation`: a v5 client is told why (DISCONNECT with a reason code)
+    /// when the broker closes, the socket's read side is shut, the will is
+    /// published (now, or after its Will Delay Interval), and the session
+    /// ends now (expiry 0) or starts its expiry countdown.
     pub fn drop_link(&mut self, session: usize, generation: u64, reason: CloseReason) {
+        let now = self.now;
         let Some(s) = self.sessions.get_mut(session) else {
             return;
         };
@@ -746,6 +870,18 @@ impl Shard {
         let Some(link) = s.link.take() else {
             return;
         };
+        if link.version == crate::protocol::ProtocolVersion::V5
+            && let Some((code, why)) = reason.v5_disconnect()
+        {
+            let packet = crate::protocol::Packet::DisconnectV5(crate::protocol::DisconnectV5 {
+                reason: code,
+                properties: Some(Box::new(crate::protocol::Properties {
+                    reason_string: Some(ByteString::from(why)),
+                    ..Default::default()
+                })),
+            });
+            link.io.write(|b| crate::protocol::encode(&packet, b));
+        }
         link.io.close();
         s.paused = 0;
         if let Some(reader) = s.reader.take() {
@@ -759,38 +895,91 @@ impl Shard {
             link.peer,
             reason
         );
-        let clean = s.clean;
-        self.release_all(session);
-        if reason != CloseReason::ClientDisconnect
-            && reason != CloseReason::Shutdown
+        let expiry_s = s.expiry_s;
+        let mut will_now = None;
+        if reason != CloseReason::Shutdown
             && let Some(will) = link.will
         {
+            let delay = will
+                .properties
+                .as_ref()
+                .and_then(|p| p.will_delay_interval)
+                .unwrap_or(0);
+            if delay == 0 || expiry_s == 0 {
+                will_now = Some(will);
+            } else {
+                // Sent when the delay is over or the session ends, whichever
+                // comes first; a reconnect before then cancels it.
+                let due = now + std::time::Duration::from_secs(delay.min(expiry_s) as u64);
+                s.delayed_will = Some((due, will));
+                self.timers
+                    .push(std::cmp::Reverse((due, session, generation)));
+            }
+        }
+        if expiry_s != 0 && expiry_s != u32::MAX {
+            let at = now + std::time::Duration::from_secs(expiry_s as u64);
+            s.expires_at = Some(at);
+            self.timers
+                .push(std::cmp::Reverse((at, session, generation)));
+        }
+        self.release_all(session);
+        if let Some(will) = will_now {
             self.publish_will(will);
         }
-        if clean {
+        if expiry_s == 0 {
             self.remove_session(session);
         }
     }
 
     fn publish_will(&mut self, will: Will) {
         self.stats.messages_received += 1;
-        self.publish(
-            Message {
-                topic: will.topic,
-                payload: will.payload,
-                qos: will.qos,
-                retain: will.retain,
-            },
-            None,
-        );
+        let meta = will
+            .properties
+            .as_deref()
+            .and_then(|p| super::MessageMeta::from_publish(p, self.now));
+        let mut msg = Message::new(will.topic, will.payload, will.qos, will.retain);
+        msg.meta = meta;
+        self.publish(msg, None);
     }
 
-    /// Removes a session with its subscriptions and queued messages.
+    /// Runs the offline deadlines that are due: delayed wills are published,
+    /// expired sessions removed (with their subscriptions and queues).
+    pub fn check_timers(&mut self, now: Instant) {
+        self.now = now;
+        while let Some(std::cmp::Reverse((at, session, generation))) = self.timers.peek().copied() {
+            if at > now {
+                break;
+            }
+            self.timers.pop();
+            let Some(s) = self.sessions.get_mut(session) else {
+                continue;
+            };
+            if s.generation != generation || s.link.is_some() {
+                continue;
+            }
+            if s.delayed_will.as_ref().is_some_and(|(due, _)| *due <= now)
+                && let Some((_, will)) = s.delayed_will.take()
+            {
+                self.publish_will(will);
+            }
+            let Some(s) = self.sessions.get(session) else {
+                continue;
+            };
+            if s.expires_at.is_some_and(|t| t <= now) {
+                log::debug!("session {} expired", s.client_id);
+                self.remove_session(session);
+            }
+        }
+    }
+
+    /// Removes a session with its subscriptions and queued messages. Its
+    /// delayed will, if any, is published: the session has ended.
     pub(super) fn remove_session(&mut self, session: usize) {
         self.release_all(session);
         let Some(s) = self.sessions.get_mut(session) else {
             return;
         };
+        let will = s.delayed_will.take().map(|(_, w)| w);
         let filters: Vec<ByteString> = s.subscriptions.drain().map(|(f, _)| f).collect();
         let client_id = s.client_id.clone();
         for f in &filters {
@@ -802,6 +991,9 @@ impl Shard {
         }
         self.sessions.remove(session);
         self.stats.sessions -= 1;
+        if let Some(will) = will {
+            self.publish_will(will);
+        }
     }
 
     /// Marks activity on a connection (keepalive).

@@ -45,8 +45,11 @@ impl Shard {
             total += *s;
         }
         let uptime = format!("{} seconds", self.sys.started.elapsed().as_secs());
-        let dropped = total.dropped_queue_full + total.dropped_write_buffer_full;
-        let topics: [(&str, String); 12] = [
+        let dropped = total.dropped_queue_full
+            + total.dropped_write_buffer_full
+            + total.dropped_too_large
+            + total.dropped_expired;
+        let topics: [(&str, String); 14] = [
             (
                 "version",
                 format!("ringmq version {}", env!("CARGO_PKG_VERSION")),
@@ -68,6 +71,11 @@ impl Shard {
                 total.dropped_write_buffer_full.to_string(),
             ),
             (
+                "ringmq/dropped/too_large",
+                total.dropped_too_large.to_string(),
+            ),
+            ("ringmq/dropped/expired", total.dropped_expired.to_string()),
+            (
                 "ringmq/backpressure/pauses",
                 total.publisher_pauses.to_string(),
             ),
@@ -79,10 +87,10 @@ impl Shard {
 }
 
 fn sys_message(topic: &str, value: String) -> Message {
-    Message {
-        topic: ByteString::from(format!("$SYS/broker/{topic}")),
-        payload: Bytes::from(value),
-        qos: QoS::AtMostOnce,
-        retain: true,
-    }
+    Message::new(
+        ByteString::from(format!("$SYS/broker/{topic}")),
+        Bytes::from(value),
+        QoS::AtMostOnce,
+        true,
+    )
 }

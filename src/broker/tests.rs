@@ -97,7 +97,7 @@ impl Cluster {
         let peer = "127.0.0.1:9".parse().unwrap();
         let (k, g) = self.shards[core]
             .borrow_mut()
-            .connect(io.clone(), Box::new(c), peer)
+            .connect(io.clone(), Box::new(c), peer, false)
             .unwrap();
         io.take_pending();
         (k, g, io)

@@ -30,8 +30,11 @@ pub mod reason;
 mod subscribe;
 
 pub use codec::{decode, encode, encode_v, frame_len};
-pub use properties::{Properties, properties_len};
-pub use publish::{encode_publish, encode_publish_v5, publish_packet_id_offset};
+pub use properties::{Properties, PublishExtras, properties_len};
+pub use publish::{
+    encode_publish, encode_publish_v5, encode_publish_v5_with, publish_packet_id_offset,
+    publish_v5_size,
+};
 
 use bytes::Bytes;
 use bytestring::ByteString;

@@ -381,7 +381,45 @@ pub(crate) fn put_block(buf: &mut BytesMut, p: Option<&Properties>, len: usize) 
     }
 }
 
-fn put_properties(buf: &mut BytesMut, p: &Properties) {
+/// The per-delivery PUBLISH properties the broker adds to a forwarded
+/// message's own (which never carry these three).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PublishExtras<'a> {
+    /// Remaining Message Expiry Interval, seconds.
+    pub message_expiry: Option<u32>,
+    pub topic_alias: Option<u16>,
+    pub subscription_ids: &'a [u32],
+}
+
+impl PublishExtras<'_> {
+    /// Encoded length of these properties.
+    pub(crate) fn len(&self) -> usize {
+        self.message_expiry.map_or(0, |_| 5)
+            + self.topic_alias.map_or(0, |_| 3)
+            + self
+                .subscription_ids
+                .iter()
+                .map(|&id| 1 + remaining_length_len(id as usize))
+                .sum::<usize>()
+    }
+
+    pub(crate) fn put(&self, buf: &mut BytesMut) {
+        if let Some(v) = self.message_expiry {
+            buf.put_u8(MESSAGE_EXPIRY_INTERVAL);
+            buf.put_u32(v);
+        }
+        for &id in self.subscription_ids {
+            buf.put_u8(SUBSCRIPTION_IDENTIFIER);
+            put_remaining_length(buf, id as usize);
+        }
+        if let Some(v) = self.topic_alias {
+            buf.put_u8(TOPIC_ALIAS);
+            buf.put_u16(v);
+        }
+    }
+}
+
+pub(crate) fn put_properties(buf: &mut BytesMut, p: &Properties) {
     fn u8p(buf: &mut BytesMut, id: u8, v: Option<u8>) {
         if let Some(v) = v {
             buf.put_slice(&[id, v]);

@@ -4,7 +4,7 @@
 //! PUBLISH never touches properties.
 
 use super::codec::{Reader, put_remaining_length, remaining_length_len};
-use super::properties::{self, PropCtx, Properties};
+use super::properties::{self, PropCtx, Properties, PublishExtras};
 use super::{DecodeError, Publish, QoS};
 use bytes::{BufMut, BytesMut};
 
@@ -117,6 +117,48 @@ pub fn encode_publish_v5(
     buf.reserve(1 + remaining_length_len(remaining) + remaining);
     put_publish_head(buf, topic, qos, packet_id, retain, dup, remaining);
     properties::put_block(buf, properties, plen);
+    buf.put_slice(payload);
+}
+
+/// The encoded size of a v5 PUBLISH, fixed header included, that
+/// [`encode_publish_v5_with`] would write.
+pub fn publish_v5_size(
+    topic_len: usize,
+    payload_len: usize,
+    qos: QoS,
+    base: Option<&Properties>,
+    extras: &PublishExtras,
+) -> usize {
+    let plen = base.map_or(0, properties::properties_len) + extras.len();
+    let head = 2 + topic_len + if qos == QoS::AtMostOnce { 0 } else { 2 };
+    let remaining = head + remaining_length_len(plen) + plen + payload_len;
+    1 + remaining_length_len(remaining) + remaining
+}
+
+/// Appends a forwarded v5 PUBLISH: the message's own properties `base`
+/// (without expiry, alias or subscription ids) plus the per-delivery `extras`.
+#[allow(clippy::too_many_arguments)]
+pub fn encode_publish_v5_with(
+    buf: &mut BytesMut,
+    topic: &str,
+    payload: &[u8],
+    qos: QoS,
+    packet_id: u16,
+    retain: bool,
+    dup: bool,
+    base: Option<&Properties>,
+    extras: &PublishExtras,
+) {
+    let plen = base.map_or(0, properties::properties_len) + extras.len();
+    let remaining =
+        publish_head_len(topic, qos) + remaining_length_len(plen) + plen + payload.len();
+    buf.reserve(1 + remaining_length_len(remaining) + remaining);
+    put_publish_head(buf, topic, qos, packet_id, retain, dup, remaining);
+    put_remaining_length(buf, plen);
+    if let Some(p) = base {
+        properties::put_properties(buf, p);
+    }
+    extras.put(buf);
     buf.put_slice(payload);
 }
 

@@ -132,7 +132,12 @@ pub async fn run(shard: ShardRef, mut stream: TcpStream, peer: SocketAddr, slot:
             Ok(None) => {}
             Err(DecodeError::UnsupportedProtocolLevel(level)) => {
                 log::warn!("{peer}: unsupported protocol level {level}: CONNACK 0x01");
-                refuse(&mut stream, ConnectReturnCode::UnacceptableProtocolVersion).await;
+                refuse(
+                    &mut stream,
+                    ProtocolVersion::V311,
+                    ConnectReturnCode::UnacceptableProtocolVersion as u8,
+                )
+                .await;
                 return;
             }
             Err(e) => {
@@ -145,18 +150,18 @@ pub async fn run(shard: ShardRef, mut stream: TcpStream, peer: SocketAddr, slot:
             return;
         }
     };
-    if connect.version == ProtocolVersion::V5 {
-        // The codec speaks MQTT 5; the broker's MQTT 5 behaviour is the next
-        // issue. Until then a v5 client gets the v5 refusal the spec defines
-        // for an unsupported level (CONNACK 0x84), so it can fall back to 3.1.1.
-        log::warn!("{peer}: MQTT 5 is not supported yet: CONNACK 0x84");
-        let _ = stream.write_all(vec![0x20, 3, 0, 0x84, 0]).await;
-        return;
-    }
-    if connect.client_id.is_empty() {
-        if !connect.clean_session {
+    let assigned = connect.client_id.is_empty();
+    if assigned {
+        // 3.1.1 allows an empty id only with a clean session; v5 always
+        // (the id is assigned and told in the CONNACK).
+        if !connect.clean_session && connect.version != ProtocolVersion::V5 {
             log::warn!("{peer}: empty client id with clean session 0: CONNACK 0x02");
-            refuse(&mut stream, ConnectReturnCode::IdentifierRejected).await;
+            refuse(
+                &mut stream,
+                connect.version,
+                ConnectReturnCode::IdentifierRejected as u8,
+            )
+            .await;
             return;
         }
         connect.client_id = shard.borrow_mut().assign_client_id();
@@ -166,7 +171,14 @@ pub async fn run(shard: ShardRef, mut stream: TcpStream, peer: SocketAddr, slot:
     if home == me {
         // A task of its own: the connection then lives in a future of
         // serve's size, not one that also holds the CONNECT phase's state.
-        monoio::spawn(serve(shard, stream, buf, connect, peer, (counted, slot)));
+        monoio::spawn(serve(
+            shard,
+            stream,
+            buf,
+            (connect, assigned),
+            peer,
+            (counted, slot),
+        ));
         return;
     }
     // Hand over: no op is in flight on the socket (the last read completed).
@@ -202,14 +214,21 @@ pub fn adopt(shard: &ShardRef, a: Adopted) {
         shard.clone(),
         stream,
         a.buf,
-        a.connect,
+        (a.connect, false),
         a.peer,
         (counted, a.slot),
     ));
 }
 
-async fn refuse(stream: &mut TcpStream, code: ConnectReturnCode) {
-    let _ = stream.write_all(vec![0x20, 2, 0, code as u8]).await;
+/// Writes a refusing CONNACK in the client's version: a 3.1.1 return code,
+/// or a v5 reason code (with an empty property block).
+async fn refuse(stream: &mut TcpStream, version: ProtocolVersion, code: u8) {
+    let bytes = if version == ProtocolVersion::V5 {
+        vec![0x20, 3, 0, code, 0]
+    } else {
+        vec![0x20, 2, 0, code]
+    };
+    let _ = stream.write_all(bytes).await;
 }
 
 /// Reads once more into `buf`, with room for the whole frame being
@@ -257,7 +276,7 @@ async fn serve(
     shard: ShardRef,
     mut stream: TcpStream,
     mut buf: BytesMut,
-    connect: Box<Connect>,
+    (connect, assigned): (Box<Connect>, bool),
     peer: SocketAddr,
     counted: (Counted, ConnSlot),
 ) {
@@ -265,15 +284,26 @@ async fn serve(
     let io = Rc::new(ConnIo::new(stream.as_raw_fd()));
     let version = connect.version;
     let client_id = bytestring::ByteString::from(&*connect.client_id);
-    let accepted = with_shard(&shard, |s| s.connect(io.clone(), connect, peer));
+    let accepted = with_shard(&shard, |s| s.connect(io.clone(), connect, peer, assigned));
     let (session, generation) = match accepted {
         Ok(x) => x,
         Err(ConnectRefused::Code(code)) => {
-            log::info!(
-                "client {client_id} ({peer}) refused: CONNACK {:#04x}",
+            let code = if version == ProtocolVersion::V5 {
+                code.v5_reason()
+            } else {
                 code as u8
+            };
+            log::info!("client {client_id} ({peer}) refused: CONNACK {code:#04x}");
+            refuse(&mut stream, version, code).await;
+            drop(counted);
+            return;
+        }
+        Err(ConnectRefused::V5(code)) => {
+            log::info!(
+                "client {client_id} ({peer}) refused: CONNACK {code:#04x} {}",
+                protocol::reason::name(code)
             );
-            refuse(&mut stream, code).await;
+            refuse(&mut stream, version, code).await;
             drop(counted);
             return;
         }
@@ -400,7 +430,7 @@ impl Conn<'_> {
                 Ok(None) => return Step::NeedMore,
                 Err(e) => {
                     log::warn!("client {}: {e}: closing", self.client_id);
-                    return Step::Close(CloseReason::Protocol("malformed packet"));
+                    return Step::Close(CloseReason::from_decode(&e));
                 }
             }
         }
