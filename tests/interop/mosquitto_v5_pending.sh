@@ -10,6 +10,11 @@ PORT=${BROKER_PORT:-${PORT:-18833}}
 H=127.0.0.1
 fail() { echo "FAIL (mosquitto-clients MQTT 5): $*" >&2; exit 1; }
 command -v mosquitto_sub >/dev/null || fail "mosquitto_sub not installed (apt-get install mosquitto-clients)"
+TMPD=$(mktemp -d)
+BROKER=
+# On any exit (fail() exits from inside a scenario): stop the broker, since one
+# left behind would share the port with the next (ringmq uses SO_REUSEPORT).
+trap '[ -z "$BROKER" ] || kill $BROKER 2>/dev/null; rm -rf "$TMPD"' EXIT
 
 # One v5 subscriber in the background, output to $2; stops after -C N messages
 # or 8 s without one (-W), whichever first.
@@ -21,11 +26,9 @@ v5pub() { timeout 10 mosquitto_pub -V 5 -h $H -p "$PORT" "$@"; }
 settle() { sleep 0.5; } # let a background subscriber's SUBSCRIBE land
 
 v5_checks() {
-    local label=$1 run out out2 sub sub2
+    local label=$1 run sub sub2
+    local out=$TMPD/out out2=$TMPD/out2
     run=$RANDOM$RANDOM
-    out=$(mktemp)
-    out2=$(mktemp)
-    trap 'rm -f "$out" "$out2"' RETURN
 
     # 1. Publish properties forwarded unchanged (user properties in order),
     #    remaining message expiry, empty client ids assigned by the broker.
@@ -93,10 +96,15 @@ v5_checks() {
     [ "$(tr '\n' ' ' <"$out")" = "offline-1 n:1 offline-2 n:2 " ] \
         || fail "$label: restarted v5 subscriber got '$(cat "$out")'"
     #    ...and a queued message whose Message Expiry (1 s) passed is dropped.
-    v5pub -t "v5/$run/user" -m short-lived -q 1 -D publish message-expiry-interval 1
+    #    (Another session: mosquitto_sub -C may disconnect before its last
+    #    PUBACK is out, and then offline-2 is rightly sent again.)
+    cid="v5-exp-$run"
+    timeout 10 mosquitto_sub -V 5 -h $H -p "$PORT" -c -x 60 -i "$cid" -t "v5/$run/exp1" -q 1 -E >/dev/null \
+        || fail "$label: expiry: subscribe failed"
+    v5pub -t "v5/$run/exp1" -m short-lived -q 1 -D publish message-expiry-interval 1
     sleep 2.5
-    v5pub -t "v5/$run/user" -m marker -q 1
-    timeout 10 mosquitto_sub -V 5 -h $H -p "$PORT" -W 8 -c -x 0 -i "$cid" -t "v5/$run/user" -q 1 -C 1 \
+    v5pub -t "v5/$run/exp1" -m marker -q 1
+    timeout 10 mosquitto_sub -V 5 -h $H -p "$PORT" -W 8 -c -x 0 -i "$cid" -t "v5/$run/exp1" -q 1 -C 1 \
         >"$out" || fail "$label: expiry: restarted subscriber got nothing"
     [ "$(cat "$out")" = "marker" ] || fail "$label: expired queued message delivered: got '$(cat "$out")'"
 
@@ -171,15 +179,15 @@ fi
 run_scenario() {
     local label=$1; shift
     "$BIN" --listen "$H:$PORT" --log-level warn "$@" &
-    local broker=$!
-    trap 'kill $broker 2>/dev/null || true' RETURN
+    BROKER=$!
     for _ in $(seq 50); do
         mosquitto_pub -h $H -p "$PORT" -t ping -m x 2>/dev/null && break
         sleep 0.1
     done
     v5_checks "$label"
-    kill $broker
-    wait $broker 2>/dev/null || true
+    kill $BROKER
+    wait $BROKER 2>/dev/null || true
+    BROKER=
 }
 
 run_scenario "--cores 1" --cores 1
