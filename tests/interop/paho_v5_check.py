@@ -16,6 +16,7 @@ import socket
 import sys
 import threading
 import time
+import traceback
 import uuid
 
 import paho.mqtt.client as mqtt
@@ -784,6 +785,10 @@ def main(checks, label):
             f()
         except CheckFailed as e:
             print(f"FAIL ({label}) {name}: {e}", file=sys.stderr)
+            os._exit(1)
+        except Exception:  # a bug in the check, or paho raising: fail loudly too
+            traceback.print_exc()
+            print(f"FAIL ({label}) {name}: exception above", file=sys.stderr)
             os._exit(1)
         print(f"  ok {name} ({time.monotonic() - t0:.1f} s)")
     print(f"ok: {label}")
