@@ -171,7 +171,7 @@ def cmd_version(argv):
         return "?"
 
 
-def make_brokers(peers, ringmq_bin, cores):
+def make_brokers(peers, ringmq_bin, cores, baseline=None, baseline_name="ringmq-baseline"):
     brokers = []
 
     def ringmq(n):
@@ -183,6 +183,12 @@ def make_brokers(peers, ringmq_bin, cores):
     brokers.append(Broker("ringmq", ringmq(cores), ver, f"--cores {cores}"))
     if cores > 1:
         brokers.append(Broker("ringmq-1core", ringmq(1), ver, "--cores 1"))
+    if baseline:
+        # An older build of ringmq under the same flags: before/after checks.
+        def base(port, tmp, n=cores):
+            return [baseline] + ringmq(n)(port, tmp)[1:]
+        brokers.append(Broker(baseline_name, base, cmd_version([baseline, "--version"]),
+                              f"--cores {cores}, binary {baseline}"))
 
     mosq = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if os.path.exists("/usr/sbin/mosquitto") else None)
     if mosq:
@@ -559,6 +565,9 @@ def main():
     ap.add_argument("--performance-md", default=os.path.join(ROOT, "PERFORMANCE.md"))
     ap.add_argument("--report-only", action="store_true",
                     help="run nothing: rewrite results.md, charts and PERFORMANCE.md from results.csv")
+    ap.add_argument("--baseline", default="",
+                    help="path of another ringmq binary to run as one more broker (before/after checks)")
+    ap.add_argument("--baseline-name", default="ringmq-baseline")
     ap.add_argument("--merge", action="store_true",
                     help="keep the rows of scenarios not re-run from the existing results.csv "
                          "(every scenario's brokers still come from one run)")
@@ -570,7 +579,7 @@ def main():
         if not os.path.exists(b):
             sys.exit(f"{b} missing: cargo build --release")
     m = machine()
-    brokers = make_brokers(args.peers, ringmq_bin, args.cores)
+    brokers = make_brokers(args.peers, ringmq_bin, args.cores, args.baseline or None, args.baseline_name)
     if args.brokers:
         wanted = set(args.brokers.split(","))
         brokers = [b for b in brokers if b.name in wanted]
@@ -673,8 +682,34 @@ def write_performance_md(args, m, brokers, table, pngs, runs):
     for p in pngs:
         lines.append(f"![{os.path.basename(p)}]({rel(p)})")
     lines += ["", analysis]
+    lines += before_after_sections(args.out, rel)
     with open(args.performance_md, "w") as f:
         f.write("\n".join(lines) + "\n")
+
+
+def before_after_sections(out, rel):
+    """The before/after checks kept in subdirectories of the results (each
+    a bench.py run with --baseline and --out results/NAME), with their
+    commands, as PERFORMANCE.md sections."""
+    lines = []
+    subs = sorted(d for d in os.listdir(out) if os.path.isfile(os.path.join(out, d, "results.md")))
+    if not subs:
+        return lines
+    lines += ["", "## Before/after checks", ""]
+    for d in subs:
+        path = os.path.join(out, d)
+        note = os.path.join(path, "README.md")
+        lines += [f"### {d}", ""]
+        if os.path.exists(note):
+            lines += [open(note).read().strip(), ""]
+        try:
+            with open(os.path.join(path, "machine.json")) as f:
+                runs = json.load(f).get("runs", [])
+        except (OSError, ValueError):
+            runs = []
+        lines += [f"- `{r}`" for r in runs]
+        lines += ["", open(os.path.join(path, "results.md")).read().strip(), ""]
+    return lines
 
 
 if __name__ == "__main__":

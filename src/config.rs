@@ -441,10 +441,42 @@ mod tests {
             ("listen = \"nowhere\"", "listen"),
             ("log_level = \"loud\"", "log_level"),
             ("bogus = 1", "bogus"),
+            ("max_qos = 3", "max_qos"),
+            ("receive_maximum = 0", "receive_maximum"),
+            ("max_topic_alias = 70000", "max_topic_alias"),
+            ("max_session_expiry = -1", "max_session_expiry"),
+            ("retain_available = 1", "retain_available"),
+            ("shared_subscriptions = \"no\"", "shared_subscriptions"),
+            ("response_information = 5", "response_information"),
         ] {
             let err = Config::default().apply_toml(doc).unwrap_err();
             assert!(err.0.contains(&format!("`{key}`")), "{doc}: {err}");
         }
+    }
+
+    #[test]
+    fn mqtt5_keys_apply() {
+        let mut c = Config::default();
+        c.apply_toml(
+            "receive_maximum = 10\nmax_qos = 1\nretain_available = false\n\
+             max_topic_alias = 0\nmax_session_expiry = 3600\nwildcard_subscriptions = false\n\
+             subscription_identifiers = false\nshared_subscriptions = false\n\
+             response_information = \"resp/\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.receive_maximum, 10);
+        assert_eq!(c.qos_max, crate::protocol::QoS::AtLeastOnce);
+        assert!(!c.retain_available);
+        assert_eq!(c.topic_alias_max, 0);
+        assert_eq!(c.session_expiry_max_s, 3600);
+        assert!(
+            !c.wildcard_subscriptions && !c.subscription_identifiers && !c.shared_subscriptions
+        );
+        assert_eq!(c.response_information.as_deref(), Some("resp/"));
+        let cli = Cli::parse_from(["ringmq", "--max-qos", "0", "--max-session-expiry", "5"]);
+        c.apply_cli(&cli);
+        assert_eq!(c.qos_max, crate::protocol::QoS::AtMostOnce);
+        assert_eq!(c.session_expiry_max_s, 5);
     }
 
     #[test]
@@ -474,5 +506,11 @@ mod example_file {
         assert_eq!(c.packet_size_max_bytes, d.packet_size_max_bytes);
         assert_eq!(c.keepalive_max_s, d.keepalive_max_s);
         assert_eq!(c.sys_interval_s, d.sys_interval_s);
+        assert_eq!(c.receive_maximum, d.receive_maximum);
+        assert_eq!(c.qos_max, d.qos_max);
+        assert_eq!(c.retain_available, d.retain_available);
+        assert_eq!(c.topic_alias_max, d.topic_alias_max);
+        assert_eq!(c.session_expiry_max_s, d.session_expiry_max_s);
+        assert_eq!(c.response_information, d.response_information);
     }
 }

@@ -62,6 +62,9 @@ pub struct MessageMeta {
     pub properties: Properties,
     /// When the Message Expiry Interval runs out.
     pub expires_at: Option<Instant>,
+    /// The interval as published, seconds: the most ever forwarded (clocks
+    /// of two cores may differ by a fraction of a second).
+    pub expiry_interval_s: u32,
 }
 
 impl MessageMeta {
@@ -90,6 +93,7 @@ impl MessageMeta {
         Some(Arc::new(MessageMeta {
             properties,
             expires_at,
+            expiry_interval_s: p.message_expiry_interval.unwrap_or(0),
         }))
     }
 }
@@ -292,3 +296,5 @@ pub enum ShardMsg {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_v5;

@@ -144,10 +144,11 @@ impl Link {
             return true;
         };
         let base = msg.meta.as_deref().map(|m| &m.properties);
-        let message_expiry = msg.expires_at().map(|t| {
-            // Whole seconds left, rounded up: never more than was asked.
-            let left = t.saturating_duration_since(now);
-            (left.as_secs() + u64::from(left.subsec_nanos() > 0)).min(u32::MAX as u64) as u32
+        let message_expiry = msg.meta.as_deref().and_then(|m| {
+            // Whole seconds left, rounded up, and never more than was sent.
+            let left = m.expires_at?.saturating_duration_since(now);
+            let secs = left.as_secs() + u64::from(left.subsec_nanos() > 0);
+            Some(secs.min(m.expiry_interval_s as u64) as u32)
         });
         let (alias, new_alias) = match v5.alias_out.get(&msg.topic) {
             Some(&a) => (Some(a), false),
@@ -208,7 +209,7 @@ pub struct Session {
     /// While offline: when the session expires (`None`: never, or online).
     pub expires_at: Option<Instant>,
     /// A will waiting for its Will Delay Interval, and when it is due.
-    pub delayed_will: Option<(Instant, Will)>,
+    pub delayed_will: Option<Box<(Instant, Will)>>,
     /// Full filter (including `$share/g/`) → options.
     pub subscriptions: AHashMap<ByteString, SubOptions>,
     pub link: Option<Link>,

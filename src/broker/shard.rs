@@ -911,7 +911,7 @@ impl Shard {
                 // Sent when the delay is over or the session ends, whichever
                 // comes first; a reconnect before then cancels it.
                 let due = now + std::time::Duration::from_secs(delay.min(expiry_s) as u64);
-                s.delayed_will = Some((due, will));
+                s.delayed_will = Some(Box::new((due, will)));
                 self.timers
                     .push(std::cmp::Reverse((due, session, generation)));
             }
@@ -957,10 +957,10 @@ impl Shard {
             if s.generation != generation || s.link.is_some() {
                 continue;
             }
-            if s.delayed_will.as_ref().is_some_and(|(due, _)| *due <= now)
-                && let Some((_, will)) = s.delayed_will.take()
+            if s.delayed_will.as_ref().is_some_and(|d| d.0 <= now)
+                && let Some(d) = s.delayed_will.take()
             {
-                self.publish_will(will);
+                self.publish_will(d.1);
             }
             let Some(s) = self.sessions.get(session) else {
                 continue;
@@ -979,7 +979,7 @@ impl Shard {
         let Some(s) = self.sessions.get_mut(session) else {
             return;
         };
-        let will = s.delayed_will.take().map(|(_, w)| w);
+        let will = s.delayed_will.take().map(|d| d.1);
         let filters: Vec<ByteString> = s.subscriptions.drain().map(|(f, _)| f).collect();
         let client_id = s.client_id.clone();
         for f in &filters {
@@ -1067,6 +1067,9 @@ impl Shard {
 
     /// Handles one batch from another core's mailbox.
     pub fn handle_mail(&mut self, from: usize, batch: Vec<ShardMsg>, shard: &ShardRef) {
+        // A core that only receives mail would otherwise see the time of
+        // its last tick (expiry decisions).
+        self.now = Instant::now();
         for msg in batch {
             match msg {
                 ShardMsg::Publish { msg, origin } => self.publish_from_core(msg, origin),

@@ -13,21 +13,21 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
 
-struct Cluster {
-    shards: Vec<ShardRef>,
+pub(super) struct Cluster {
+    pub(super) shards: Vec<ShardRef>,
     receivers: Vec<Receiver>,
 }
 
 /// What arrived at each core during one pump, by kind.
 #[derive(Default, Debug, PartialEq, Eq)]
-struct Seen {
+pub(super) struct Seen {
     publishes: usize,
     index_adds: usize,
     index_removes: usize,
 }
 
 impl Cluster {
-    fn new(cores: usize) -> Cluster {
+    pub(super) fn new(cores: usize) -> Cluster {
         let config = Arc::new(Config {
             cores,
             ..Config::default()
@@ -50,7 +50,7 @@ impl Cluster {
     }
 
     /// Delivers mail until no core has anything left; counts what each got.
-    fn pump(&self) -> Vec<Seen> {
+    pub(super) fn pump(&self) -> Vec<Seen> {
         let mut seen: Vec<Seen> = self.shards.iter().map(|_| Seen::default()).collect();
         loop {
             let mut moved = 0;

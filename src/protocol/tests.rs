@@ -4948,3 +4948,126 @@ fn put_block_for_test(buf: &mut BytesMut, p: Option<&Properties>) {
     let (len, _) = super::properties::block_len(p);
     super::properties::put_block(buf, p, len);
 }
+
+// ----- forwarded v5 PUBLISH: the message's properties plus per-delivery ones
+
+fn forwarded_base() -> Properties {
+    Properties {
+        payload_format_indicator: Some(1),
+        content_type: Some("text/plain".into()),
+        response_topic: Some("reply/here".into()),
+        correlation_data: Some(Bytes::from_static(b"\x00\x01corr")),
+        user_properties: vec![("b".into(), "2".into()), ("a".into(), "1".into())],
+        ..Properties::default()
+    }
+}
+
+#[test]
+fn forwarded_publish_carries_base_and_extras() {
+    let base = forwarded_base();
+    let ids = [7u32, 300_000];
+    let extras = PublishExtras {
+        message_expiry: Some(42),
+        topic_alias: Some(3),
+        subscription_ids: &ids,
+    };
+    for qos in [QoS::AtMostOnce, QoS::AtLeastOnce, QoS::ExactlyOnce] {
+        let mut buf = BytesMut::new();
+        encode_publish_v5_with(
+            &mut buf,
+            "a/b",
+            b"hello",
+            qos,
+            9,
+            true,
+            false,
+            Some(&base),
+            &extras,
+        );
+        assert_eq!(buf.len(), publish_v5_size(3, 5, qos, Some(&base), &extras));
+        let p = match decode(&mut buf, Some(ProtocolVersion::V5), 1 << 20) {
+            Ok(Some(Packet::Publish(p))) => p,
+            other => panic!("{other:?}"),
+        };
+        assert!(buf.is_empty());
+        assert_eq!(&*p.topic, "a/b");
+        assert_eq!(&p.payload[..], b"hello");
+        assert_eq!(p.qos, qos);
+        assert!(p.retain);
+        let props = p.properties.expect("properties");
+        let want = Properties {
+            message_expiry_interval: Some(42),
+            topic_alias: Some(3),
+            subscription_identifiers: ids.to_vec(),
+            ..base.clone()
+        };
+        assert_eq!(*props, want, "user properties keep their order");
+    }
+}
+
+#[test]
+fn forwarded_publish_without_properties_has_an_empty_block() {
+    let mut buf = BytesMut::new();
+    let none = PublishExtras::default();
+    encode_publish_v5_with(
+        &mut buf,
+        "t",
+        b"x",
+        QoS::AtMostOnce,
+        0,
+        false,
+        false,
+        None,
+        &none,
+    );
+    // Fixed header, topic "t", property length 0, payload.
+    assert_eq!(&buf[..], &[0x30, 5, 0, 1, b't', 0, b'x']);
+    assert_eq!(publish_v5_size(1, 1, QoS::AtMostOnce, None, &none), 7);
+}
+
+#[test]
+fn forwarded_publish_with_alias_only_has_an_empty_topic() {
+    let mut buf = BytesMut::new();
+    let extras = PublishExtras {
+        topic_alias: Some(1),
+        ..PublishExtras::default()
+    };
+    encode_publish_v5_with(
+        &mut buf,
+        "",
+        b"x",
+        QoS::AtMostOnce,
+        0,
+        false,
+        false,
+        None,
+        &extras,
+    );
+    let p = match decode(&mut buf, Some(ProtocolVersion::V5), 1 << 20) {
+        Ok(Some(Packet::Publish(p))) => p,
+        other => panic!("{other:?}"),
+    };
+    assert!(p.topic.is_empty());
+    assert_eq!(p.properties.and_then(|p| p.topic_alias), Some(1));
+}
+
+proptest! {
+    #[test]
+    fn prop_publish_v5_size_is_exact(
+        topic in "[a-z/]{1,40}",
+        payload in proptest::collection::vec(any::<u8>(), 0..300),
+        expiry in proptest::option::of(any::<u32>()),
+        alias in proptest::option::of(1u16..),
+        ids in proptest::collection::vec(1u32..268_435_455, 0..4),
+        with_base in any::<bool>(),
+    ) {
+        let base = forwarded_base();
+        let extras = PublishExtras { message_expiry: expiry, topic_alias: alias, subscription_ids: &ids };
+        let b = with_base.then_some(&base);
+        let mut buf = BytesMut::new();
+        encode_publish_v5_with(&mut buf, &topic, &payload, QoS::AtLeastOnce, 1, false, true, b, &extras);
+        prop_assert_eq!(buf.len(), publish_v5_size(topic.len(), payload.len(), QoS::AtLeastOnce, b, &extras));
+        let decoded = decode(&mut buf, Some(ProtocolVersion::V5), 1 << 20);
+        prop_assert!(matches!(decoded, Ok(Some(Packet::Publish(_)))));
+    }
+}
