@@ -7,7 +7,8 @@
 #                                               and 2 on epoll) for each pass
 #        BROKER_PORT=N mosquitto_v5.sh [BINARY] [CHECK ...]   against a broker on N
 #        mosquitto_v5.sh --names                lists the checks
-# Sourced by mosquitto_v5_pending.sh, which adds the checks main fails.
+# A mosquitto_v5_pending.sh, when there is one, sources it and sets CHECKS
+# to the checks that main fails.
 set -euo pipefail
 H=127.0.0.1
 fail() { echo "FAIL (mosquitto-clients MQTT 5): $*" >&2; exit 1; }
@@ -176,8 +177,23 @@ v5_mixed_versions() {
         || fail "$label: mixed: v5 subscriber got '$(cat "$out2")'"
 }
 
+v5_expiry_remaining() {
+    # A message published with Message Expiry Interval 60 and delivered at
+    # once arrives with 59..60 left, never more (cores' clocks differ by up
+    # to a tick).
+    local i
+    for i in 1 2 3 4 5; do
+        v5sub "$out" -t "v5/$run/exp" -q 1 -C 1 -F '%E'
+        sub=$!
+        settle
+        v5pub -t "v5/$run/exp" -m e -q 1 -D publish message-expiry-interval 60
+        wait $sub || fail "$label: message expiry: subscriber got nothing"
+        case "$(cat "$out")" in 59|60) ;; *) fail "$label: Message Expiry Interval 60 arrived as '$(cat "$out")' (try $i)" ;; esac
+    done
+}
+
 CHECKS=(v5_props v5_sid v5_alias_from_client v5_request_response v5_persistent_session v5_session_expiry
-    v5_will_delay v5_retain_as_published v5_mixed_versions)
+    v5_will_delay v5_retain_as_published v5_mixed_versions v5_expiry_remaining)
 
 v5_pass() {
     label=$1

@@ -350,9 +350,30 @@ async function mixedVersions() {
   await end(v4, v5);
 }
 
+async function messageExpiryRemaining() {
+  // A message delivered at once carries its Message Expiry Interval, never
+  // more than was published (cores' clocks differ by up to a tick).
+  const topic = `jsexpr/${run}`;
+  const s = await connect(`js5-expr-${run}`);
+  await sub(s, topic);
+  const p = await connect(`js5-expr-pub-${run}`);
+  for (const qos of [0, 1, 2]) {
+    for (let i = 0; i < 3; i++) {
+      await pub(p, topic, 'live', { qos, properties: { messageExpiryInterval: 60 } });
+      const m = await s.expect(`live QoS ${qos} message with messageExpiryInterval 60`, 'live');
+      const mei = m.properties.messageExpiryInterval;
+      if (!(mei >= 59 && mei <= 60)) {
+        fail(`live QoS ${qos} message (try ${i}): messageExpiryInterval ${mei}, expected 59..60 (published with 60)`);
+      }
+      await sleep(250);
+    }
+  }
+  await end(s, p);
+}
+
 const CHECKS = {
   connackProperties, propertiesRoundTrip, topicAliasFromClient, topicAliasToClient, subscriptionIdentifiers,
-  noLocal, retainHandling, persistentSession, willDelay, sessionTakeover, mixedVersions,
+  noLocal, retainHandling, persistentSession, willDelay, sessionTakeover, mixedVersions, messageExpiryRemaining,
 };
 
 async function main(checks, label) {

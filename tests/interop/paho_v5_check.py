@@ -638,6 +638,26 @@ def check_message_expiry_dropped():
     pub.stop()
 
 
+def check_message_expiry_live():
+    """A message delivered at once carries its Message Expiry Interval, never
+    more than was published (cores' clocks differ by up to a tick)."""
+    topic = f"expl/{RUN}"
+    sub = Client(f"p5-expl-{RUN}")
+    sub.sub_ok(topic, 1)
+    pub = Client(f"p5-expl-pub-{RUN}")
+    for qos in (0, 1, 2):
+        for i in range(3):
+            pub.pub(topic, b"live", qos=qos, MessageExpiryInterval=120)
+            m = expect_payload(sub, f"live QoS {qos} message with Message Expiry Interval 120", b"live")
+            mei = m.props.get("MessageExpiryInterval")
+            if mei is None or not 119 <= mei <= 120:
+                fail(f"live QoS {qos} message (try {i}): Message Expiry Interval {mei}, expected 119..120 "
+                     f"(published with 120, delivered at once)")
+            time.sleep(0.25)
+    sub.stop()
+    pub.stop()
+
+
 def check_topic_alias_from_client():
     """A client may publish with a Topic Alias, then with the alias alone."""
     sub = Client(f"p5-ta-sub-{RUN}")
@@ -757,6 +777,7 @@ CHECKS = [
     check_session_expiry,
     check_session_takeover,
     check_message_expiry_dropped,
+    check_message_expiry_live,
     check_will_delay,
     check_topic_alias_from_client,
     check_receive_maximum_of_client,
