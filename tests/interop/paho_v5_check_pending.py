@@ -57,9 +57,33 @@ def check_will_delay_not_early():
     watch.stop()
 
 
+def check_message_expiry_not_late():
+    """A queued message is never delivered after its Message Expiry Interval
+    ran out, when the session resumes 1.25..1.95 s after a 1 s message."""
+    pub = Client(f"p5-late-pub-{RUN}")
+    for i in range(8):
+        cid = f"p5-late-{i}-{RUN}"
+        topic = f"late/{RUN}/{i}"
+        c = Client(cid, connect_props={"SessionExpiryInterval": 60})
+        c.sub_ok(topic, 1)
+        c.stop()
+        pub.pub(topic, b"expires", qos=1, MessageExpiryInterval=1)
+        t0 = time.monotonic()
+        pub.pub(topic, b"marker", qos=1)
+        time.sleep(1.25 + 0.1 * i)
+        c = Client(cid, clean_start=False, connect_props={"SessionExpiryInterval": 0})
+        m = c.next("first queued message")
+        if m.payload != b"marker":
+            fail(f"message with Message Expiry Interval 1 delivered {time.monotonic() - t0:.2f} s after it was "
+                 f"published: {m}")
+        c.stop()
+    pub.stop()
+
+
 PENDING = [
     check_message_expiry_queued_remaining,
     check_will_delay_not_early,
+    check_message_expiry_not_late,
 ]
 
 if __name__ == "__main__":
