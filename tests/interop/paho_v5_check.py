@@ -102,7 +102,9 @@ class Client:
             (flags.session_present, rc.value if hasattr(rc, "value") else int(rc), props_of(p)))
         self.c.on_disconnect = lambda _c, _u, _f, rc, p: self.disconnects.put(
             (rc.value if hasattr(rc, "value") else int(rc), props_of(p)))
-        self.c.on_subscribe = lambda _c, _u, mid, rcs, _p: self._ack(self.subacks, mid, [r.value for r in rcs])
+        self.c.on_subscribe = lambda _c, _u, mid, rcs, p: self._ack(self.subacks, mid,
+                                                                     ([r.value for r in rcs], props_of(p)))
+        self.suback_props = {}
         self.c.on_unsubscribe = lambda _c, _u, mid, rcs, _p: self._ack(self.unsubacks, mid, [r.value for r in rcs])
         self.c.on_publish = lambda _c, _u, mid, rc, _p: self._ack(self.pubacks, mid, rc.value)
         if will:
@@ -162,7 +164,8 @@ class Client:
             rc, mid = self.c.subscribe(topic, qos)
         if rc != 0:
             fail(f"{self.cid}: subscribe({topic!r}) returned {rc}")
-        return self._wait_ack(self.subacks, mid, f"SUBACK for {topic!r}")
+        codes, self.suback_props = self._wait_ack(self.subacks, mid, f"SUBACK for {topic!r}")
+        return codes
 
     def sub_ok(self, topic, qos=1, **kw):
         codes = self.sub(topic, qos, **kw)
@@ -658,6 +661,93 @@ def check_message_expiry_live():
     pub.stop()
 
 
+def check_problem_information():
+    """A failed SUBACK carries a Reason String, unless the client set Request
+    Problem Information 0."""
+    for rpi, want in ((None, True), (1, True), (0, False)):
+        props = {"RequestProblemInformation": rpi} if rpi is not None else None
+        c = Client(f"p5-rpi-{rpi}-{RUN}", connect_props=props)
+        c.c._filter_wildcard_len_check = lambda _sub: mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS
+        codes = c.sub(f"rpi/{RUN}/#/bad", 1)
+        expect_eq(f"SUBACK for an invalid filter (Request Problem Information {rpi})", codes, [0x8F])
+        has = "ReasonString" in c.suback_props
+        if has != want:
+            fail(f"Request Problem Information {rpi}: failed SUBACK properties {c.suback_props}, "
+                 f"expected {'a' if want else 'no'} Reason String")
+        ok = c.sub(f"rpi/{RUN}/fine", 1)
+        expect_eq("SUBACK for a valid filter", ok, [1])
+        c.stop()
+
+
+def check_shared_subscription():
+    """$share/{group}/{filter}: each message goes to one member of the group;
+    a plain subscriber still gets every message; no retained messages."""
+    topic = f"shr/{RUN}/t"
+    pub = Client(f"p5-shr-pub-{RUN}")
+    pub.pub(topic, b"retained", qos=1, retain=True)
+    members = [Client(f"p5-shr-{i}-{RUN}") for i in range(2)]
+    for m in members:
+        m.sub_ok(f"$share/grp/shr/{RUN}/+", 1)
+    plain = Client(f"p5-shr-plain-{RUN}")
+    plain.sub_ok(topic, 1, rh=2)
+    n = 20
+    for i in range(n):
+        pub.pub(topic, f"m{i}".encode(), qos=1)
+    got = [plain.next(f"message {i} at the plain subscriber").payload for i in range(n)]
+    expect_eq("messages at the plain subscriber", got, [f"m{i}".encode() for i in range(n)])
+    time.sleep(0.5)
+    shared = []
+    for m in members:
+        while not m.inbox.empty():
+            shared.append((m.cid, m.inbox.get()))
+    if any(x.payload == b"retained" for _, x in shared):
+        fail("a retained message was sent to a shared subscription")
+    payloads = sorted(x.payload for _, x in shared)
+    want = sorted(f"m{i}".encode() for i in range(n))
+    if payloads != want:
+        fail(f"shared group got {len(payloads)} messages for {n} published (each exactly once expected): "
+             f"{[(cid, x.payload) for cid, x in shared]}")
+    # No Local on a shared subscription is a protocol error.
+    bad = Client(f"p5-shr-nl-{RUN}")
+    bad.c.subscribe(f"$share/grp/shr/{RUN}/nl", options=SubscribeOptions(qos=1, noLocal=True))
+    rc, _ = bad.next_disconnect("DISCONNECT for No Local on a shared subscription")
+    expect_eq("DISCONNECT reason code for No Local on a shared subscription", hex(rc), hex(0x82))
+    bad.c.loop_stop()
+    pub.pub(topic, b"", qos=1, retain=True)
+    for x in members + [plain, pub]:
+        x.stop()
+
+
+def check_keep_alive_timeout():
+    """A v5 client silent for 1.5 x its keepalive gets DISCONNECT 0x8D."""
+    c = Client(f"p5-ka-timeout-{RUN}", keepalive=1)
+    t0 = time.monotonic()
+    c.c.loop_stop()  # no more PINGREQ (this can take paho up to 1 s)
+    sock = c.c.socket()
+    sock.setblocking(True)
+    sock.settimeout(4.0)
+    data = b""
+    while True:
+        try:
+            chunk = sock.recv(64)
+        except socket.timeout:
+            fail(f"keepalive 1 s: no DISCONNECT (nor close) within 4 s of silence (got {data.hex()})")
+        data += chunk
+        while data.startswith(b"\xd0\x00"):  # PINGRESP to a PINGREQ paho sent before it stopped
+            data = data[2:]
+            t0 = time.monotonic()
+        if data or not chunk:
+            break
+    waited = time.monotonic() - t0
+    if not data:
+        fail(f"keepalive 1 s: connection closed after {waited:.1f} s without DISCONNECT 0x8D")
+    if data[0] != 0xE0 or len(data) < 3 or data[2] != 0x8D:
+        fail(f"keepalive 1 s: got {data.hex()} after {waited:.1f} s, expected DISCONNECT 0x8D (e0 .. 8d)")
+    if waited < 1.0:
+        fail(f"keepalive 1 s: DISCONNECT 0x8D after {waited:.2f} s of silence (1.5 s allowed)")
+    sock.close()
+
+
 def check_topic_alias_from_client():
     """A client may publish with a Topic Alias, then with the alias alone."""
     sub = Client(f"p5-ta-sub-{RUN}")
@@ -783,6 +873,9 @@ CHECKS = [
     check_receive_maximum_of_client,
     check_maximum_packet_size_of_client,
     check_enhanced_auth_refused,
+    check_problem_information,
+    check_shared_subscription,
+    check_keep_alive_timeout,
     check_mixed_versions,
 ]
 
