@@ -247,6 +247,69 @@ def expect_payload(client, what, want):
     return m
 
 
+# Raw MQTT 5 over a socket, for what a client library will not send.
+
+def raw_connect(cid, keepalive=30):
+    """A v5 CONNECT (clean start, no properties); returns the socket after a
+    successful CONNACK."""
+    cidb = cid.encode()
+    body = b"\x00\x04MQTT\x05\x02" + keepalive.to_bytes(2, "big") + b"\x00" + len(cidb).to_bytes(2, "big") + cidb
+    s = socket.create_connection((HOST, PORT), timeout=TIMEOUT)
+    s.sendall(b"\x10" + _varint(len(body)) + body)
+    got = raw_read(s, lambda ps: len(ps) >= 1)
+    if not got or got[0][0] != 0x20 or got[0][1][1] != 0:
+        fail(f"raw CONNECT {cid}: got {got}")
+    return s
+
+
+def _varint(n):
+    out = b""
+    while True:
+        b, n = n % 128, n // 128
+        out += bytes([b | (0x80 if n else 0)])
+        if not n:
+            return out
+
+
+def raw_publish(topic, packet_id, qos, payload=b"x"):
+    t = topic.encode()
+    body = len(t).to_bytes(2, "big") + t + (packet_id.to_bytes(2, "big") if qos else b"") + b"\x00" + payload
+    return bytes([0x30 | (qos << 1)]) + _varint(len(body)) + body
+
+
+def raw_read(s, done, timeout=TIMEOUT):
+    """Reads packets [(first byte, body)] until done(packets), the close or
+    the timeout."""
+    buf, packets = b"", []
+    deadline = time.monotonic() + timeout
+    while not done(packets):
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        s.settimeout(left)
+        try:
+            chunk = s.recv(65536)
+        except (socket.timeout, ConnectionResetError):
+            break
+        if not chunk:
+            break
+        buf += chunk
+        while True:
+            n, mult, i = 0, 1, 1
+            while i < len(buf) and buf[i] & 0x80:
+                n += (buf[i] & 0x7F) * mult
+                mult *= 128
+                i += 1
+            if i >= len(buf):
+                break
+            n += buf[i] * mult
+            if len(buf) < i + 1 + n:
+                break
+            packets.append((buf[0], buf[i + 1:i + 1 + n]))
+            buf = buf[i + 1 + n:]
+    return packets
+
+
 # --------------------------------------------------------------------------
 # Checks
 
@@ -748,6 +811,25 @@ def check_keep_alive_timeout():
     sock.close()
 
 
+def check_receive_maximum_enforced():
+    """More QoS 2 PUBLISHes awaiting PUBREL than the broker's Receive Maximum:
+    DISCONNECT 0x93 (raw socket: paho would send the PUBRELs)."""
+    s = raw_connect(f"p5-rmax-{RUN}")
+    n = RECEIVE_MAXIMUM + 1
+    s.sendall(b"".join(raw_publish(f"rmax/{RUN}", pid, 2) for pid in range(1, n + 1)))
+    got = raw_read(s, lambda ps: any(t == 0xE0 for t, _ in ps), timeout=TIMEOUT + 5)
+    types = [t for t, _ in got]
+    pubrecs = types.count(0x50)
+    disconnect = [b for t, b in got if t == 0xE0]
+    if not disconnect:
+        fail(f"{n} QoS 2 PUBLISHes without PUBREL (Receive Maximum {RECEIVE_MAXIMUM}): no DISCONNECT "
+             f"({pubrecs} PUBRECs, packet types {sorted(set(hex(t) for t in types))})")
+    expect_eq(f"DISCONNECT reason code after {n} QoS 2 PUBLISHes awaiting PUBREL", hex(disconnect[0][0]), hex(0x93))
+    if pubrecs > RECEIVE_MAXIMUM:
+        fail(f"{pubrecs} PUBRECs before DISCONNECT 0x93, at most {RECEIVE_MAXIMUM} expected")
+    s.close()
+
+
 def check_topic_alias_from_client():
     """A client may publish with a Topic Alias, then with the alias alone."""
     sub = Client(f"p5-ta-sub-{RUN}")
@@ -871,6 +953,7 @@ CHECKS = [
     check_will_delay,
     check_topic_alias_from_client,
     check_receive_maximum_of_client,
+    check_receive_maximum_enforced,
     check_maximum_packet_size_of_client,
     check_enhanced_auth_refused,
     check_problem_information,

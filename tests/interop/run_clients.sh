@@ -3,7 +3,8 @@
 # and MQTT 5, against a ringmq started here, with --cores 1 and --cores 4.
 # Installs the client libraries when missing (pip, npm into
 # tests/interop/node_modules). The broker gets --max-keepalive 600 so that
-# the v5 checks see Server Keep Alive (the 3.1.1 clients ask for less).
+# the v5 checks see Server Keep Alive (the 3.1.1 clients ask for less); then
+# one more broker with the v5 feature keys changed, for paho_v5_config_check.py.
 # Usage: run_clients.sh [BINARY]
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -24,3 +25,14 @@ for cores in 1 4; do
     kill $broker; wait $broker 2>/dev/null || true
     echo "ok: client libraries against --cores $cores"
 done
+
+# MQTT 5 with every v5 feature key away from its default (the flags are in
+# paho_v5_config_check.py), on two cores.
+CPORT=$((PORT + 1))
+# shellcheck disable=SC2046
+"$BIN" --listen "127.0.0.1:$CPORT" --cores 2 --log-level error $(python3 paho_v5_config_check.py --flags) &
+broker=$!
+for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$CPORT") 2>/dev/null && break; sleep 0.1; done
+timeout 120 python3 paho_v5_config_check.py "$CPORT"
+kill $broker; wait $broker 2>/dev/null || true
+echo "ok: client libraries against a configured broker"
