@@ -9,15 +9,24 @@
 //! hundreds of PUBLISHes per write. The main thread only reports: a rate line
 //! per counter every second, then a summary (and `--json`).
 //!
+//! Transports like emqtt_bench: TCP, TLS (`-S`, [`tls`]), WebSocket (`--ws`,
+//! [`ws`]) and both (wss). A client is generic over its stream type, so
+//! plain TCP pays nothing for the others.
+//!
 //! Owns no broker code; uses the crate's codec as an MQTT client.
 
 mod client;
 mod sink;
 pub mod stats;
+mod stream;
+mod tls;
+mod ws;
 
+use crate::protocol::ProtocolVersion;
 use clap::{ArgAction, Args, Parser, Subcommand};
 use stats::{COUNTER_NAMES, Counters, Histogram, SeqTracker};
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -57,9 +66,37 @@ pub struct CommonArgs {
     /// Broker port.
     #[arg(short = 'p', long, default_value_t = 1883)]
     pub port: u16,
-    /// MQTT version: 3 (3.1), 4 (3.1.1).
-    #[arg(short = 'V', long = "version", default_value_t = 4, value_parser = clap::value_parser!(u8).range(3..=4))]
+    /// MQTT version: 3 (3.1), 4 (3.1.1), 5.
+    #[arg(short = 'V', long = "version", default_value_t = 4, value_parser = clap::value_parser!(u8).range(3..=5))]
     pub version: u8,
+    /// MQTT 5 Session Expiry Interval in seconds (CONNECT property; -V 5 only, 0: none).
+    #[arg(short = 'x', long = "session-expiry", default_value_t = 0)]
+    pub session_expiry: u32,
+    /// MQTT 5 Topic Alias Maximum to announce in CONNECT (-V 5 only, 0:
+    /// none): lets the broker send topic aliases instead of topics.
+    #[arg(long = "topic-alias-maximum", default_value_t = 0)]
+    pub topic_alias_maximum: u16,
+    /// TLS. Without --cacertfile the server certificate is NOT verified (as
+    /// in emqtt_bench: for self-signed test servers).
+    #[arg(short = 'S', long = "ssl", num_args = 0..=1, default_missing_value = "true",
+          default_value_t = false, action = ArgAction::Set)]
+    pub ssl: bool,
+    /// With -S: PEM CA certificate(s) to verify the server (chain and -h name) against.
+    #[arg(long)]
+    pub cacertfile: Option<PathBuf>,
+    /// With -S: PEM client certificate, for servers that require one (mutual TLS).
+    #[arg(long)]
+    pub certfile: Option<PathBuf>,
+    /// With -S: PEM private key of --certfile.
+    #[arg(long)]
+    pub keyfile: Option<PathBuf>,
+    /// MQTT over WebSocket (subprotocol "mqtt"); with -S, over wss.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", default_value_t = false,
+          action = ArgAction::Set)]
+    pub ws: bool,
+    /// With --ws: the HTTP path of the WebSocket endpoint.
+    #[arg(long = "ws-path", default_value = "/mqtt")]
+    pub ws_path: String,
     /// Number of clients.
     #[arg(short = 'c', long = "count", default_value_t = 200)]
     pub count: usize,
@@ -152,6 +189,31 @@ pub struct SinkArgs {
     pub duration: u64,
     #[arg(long)]
     pub json: bool,
+    /// TLS with --certfile and --keyfile.
+    #[arg(short = 'S', long = "ssl", num_args = 0..=1, default_missing_value = "true",
+          default_value_t = false, action = ArgAction::Set)]
+    pub ssl: bool,
+    /// With -S: the sink's PEM certificate.
+    #[arg(long)]
+    pub certfile: Option<PathBuf>,
+    /// With -S: the PEM private key of --certfile.
+    #[arg(long)]
+    pub keyfile: Option<PathBuf>,
+    /// With -S: require a client certificate signed by this PEM CA (mutual TLS).
+    #[arg(long)]
+    pub cacertfile: Option<PathBuf>,
+    /// MQTT over WebSocket (subprotocol "mqtt"); with -S, over wss.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", default_value_t = false,
+          action = ArgAction::Set)]
+    pub ws: bool,
+    /// With --ws: the only HTTP path accepted (others get 404).
+    #[arg(long = "ws-path", default_value = "/mqtt")]
+    pub ws_path: String,
+    /// Decode every packet (in the client's MQTT version) and answer like a
+    /// broker with no subscribers: PUBACK / PUBREC with reason 0x10 in MQTT 5,
+    /// PUBCOMP, SUBACK, PINGRESP. Slower than the default (count frames only).
+    #[arg(long)]
+    pub ack: bool,
 }
 
 /// What a client does after CONNECT.
@@ -182,11 +244,28 @@ impl Role {
     }
 }
 
+/// TLS settings of every client (`-S`).
+pub struct TlsPlan {
+    pub config: Arc<rustls::ClientConfig>,
+    pub server_name: rustls::pki_types::ServerName<'static>,
+}
+
+/// WebSocket settings of every client (`--ws`).
+pub struct WsPlan {
+    /// The request path (`--ws-path`).
+    pub path: String,
+    /// The `Host` header: host:port.
+    pub host: String,
+}
+
 /// Everything a generator thread needs, shared read-only.
 pub struct Plan {
     pub common: CommonArgs,
     pub role: Role,
     pub broker: SocketAddr,
+    pub version: ProtocolVersion,
+    pub tls: Option<TlsPlan>,
+    pub ws: Option<WsPlan>,
     /// Messages left to publish when `-L` is set.
     pub remaining: Option<AtomicU64>,
     pub stop: AtomicBool,
@@ -243,11 +322,29 @@ fn run(common: CommonArgs, role: Role, remaining: Option<AtomicU64>) -> i32 {
             return 2;
         }
     };
+    let (tls, ws) = match transport(&common) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("ringmq-bench: {e}");
+            return 2;
+        }
+    };
+    let version = match common.version {
+        3 => ProtocolVersion::V31,
+        5 => ProtocolVersion::V5,
+        _ => ProtocolVersion::V311,
+    };
+    if common.session_expiry > 0 && version != ProtocolVersion::V5 {
+        eprintln!("ringmq-bench: -x (session expiry) is an MQTT 5 property: ignored without -V 5");
+    }
     let cores = common.cores.max(1);
     let plan = Arc::new(Plan {
         common: common.clone(),
         role: role.clone(),
         broker,
+        version,
+        tls,
+        ws,
         remaining,
         stop: AtomicBool::new(false),
     });
@@ -334,6 +431,49 @@ fn run(common: CommonArgs, role: Role, remaining: Option<AtomicU64>) -> i32 {
         summary.print();
     }
     0
+}
+
+/// The TLS and WebSocket settings the flags ask for, checked once.
+fn transport(c: &CommonArgs) -> Result<(Option<TlsPlan>, Option<WsPlan>), String> {
+    let tls = if c.ssl {
+        let config = tls::client_config(
+            c.cacertfile.as_deref(),
+            c.certfile.as_deref(),
+            c.keyfile.as_deref(),
+        )?;
+        Some(TlsPlan {
+            config,
+            server_name: tls::server_name(&c.host)?,
+        })
+    } else {
+        if c.cacertfile.is_some() || c.certfile.is_some() || c.keyfile.is_some() {
+            eprintln!("ringmq-bench: --cacertfile/--certfile/--keyfile apply to -S only: ignored");
+        }
+        None
+    };
+    let ws = if c.ws {
+        let p = &c.ws_path;
+        if !p.starts_with('/')
+            || p.bytes()
+                .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
+        {
+            return Err(format!(
+                "--ws-path {p:?}: must start with / and have no spaces or control characters"
+            ));
+        }
+        let host = if c.host.contains(':') {
+            format!("[{}]:{}", c.host, c.port)
+        } else {
+            format!("{}:{}", c.host, c.port)
+        };
+        Some(WsPlan {
+            path: p.clone(),
+            host,
+        })
+    } else {
+        None
+    };
+    Ok((tls, ws))
 }
 
 /// The end-of-run summary.

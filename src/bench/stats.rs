@@ -17,7 +17,7 @@ pub const STAMP_BYTES: usize = 16;
 const MISSING_TRACKED_MAX: usize = 100_000;
 
 /// Names of the counters, in report order.
-pub const COUNTER_NAMES: [&str; 7] = [
+pub const COUNTER_NAMES: [&str; 10] = [
     "connect_succ",
     "connect_fail",
     "pub",
@@ -25,6 +25,9 @@ pub const COUNTER_NAMES: [&str; 7] = [
     "recv",
     "conn_closed",
     "sub",
+    "pub_fail",
+    "sub_fail",
+    "recv_aliased",
 ];
 
 /// One thread's counters. Single writer (the owning thread), so increments
@@ -43,6 +46,14 @@ pub enum Counter {
     Recv = 4,
     ConnClosed = 5,
     Sub = 6,
+    /// A QoS 1/2 publish whose MQTT 5 PUBACK / PUBREC / PUBCOMP carried a
+    /// failure reason code (0x80 or above).
+    PubFail = 7,
+    /// A refused subscription (SUBACK 0x80, or an MQTT 5 failure reason).
+    SubFail = 8,
+    /// A received MQTT 5 PUBLISH whose topic came from a topic alias (empty
+    /// topic): the broker's outgoing aliases at work.
+    RecvAliased = 9,
 }
 
 impl Counters {

@@ -202,11 +202,13 @@ impl Shard {
             last_seen: Instant::now(),
             // Copied out of the read buffer, which would otherwise stay
             // allocated for as long as the connection lives.
-            will: c.will.map(|w| Will {
-                topic: ByteString::from(&*w.topic),
-                payload: bytes::Bytes::copy_from_slice(&w.payload),
-                properties: w.properties.map(|p| Box::new(owned_properties(&p))),
-                ..w
+            will: c.will.map(|w| {
+                Box::new(Will {
+                    topic: ByteString::from(&*w.topic),
+                    payload: bytes::Bytes::copy_from_slice(&w.payload),
+                    properties: w.properties.map(|p| Box::new(owned_properties(&p))),
+                    ..w
+                })
             }),
             peer,
             inflight_max,

@@ -26,42 +26,20 @@ impl Shard {
                 "retained messages are turned off",
             ));
         }
-        let alias_max = self.config.topic_alias_max;
+        if p.properties.is_some() {
+            self.publish_properties(session, &mut p)?;
+        }
         let receive_max = self.config.receive_maximum as usize;
         let Some(s) = self.sessions.get_mut(session) else {
             return Ok(Flow::Continue);
         };
-        let v5 = s.link.as_mut().and_then(|l| l.v5.as_deref_mut());
-        if let (Some(v5), Some(props)) = (v5, p.properties.as_deref()) {
-            if !props.subscription_identifiers.is_empty() {
-                return Err(CloseReason::Protocol(
-                    "subscription identifier in a PUBLISH from a client",
-                ));
-            }
-            if let Some(alias) = props.topic_alias {
-                if alias == 0 || alias > alias_max {
-                    return Err(CloseReason::Refused(
-                        reason::TOPIC_ALIAS_INVALID,
-                        "topic alias 0 or above the maximum",
-                    ));
-                }
-                if p.topic.is_empty() {
-                    match v5.alias_in.get(&alias) {
-                        Some(t) => p.topic = t.clone(),
-                        None => return Err(CloseReason::Protocol("unknown topic alias")),
-                    }
-                } else {
-                    // Owned: the alias outlives the read buffer.
-                    v5.alias_in.insert(alias, ByteString::from(&*p.topic));
-                }
-            }
-        }
-        let v5 = s.link.as_ref().is_some_and(|l| l.v5.is_some());
         // QoS 2: a PUBLISH re-sent before PUBREL is acknowledged again but
         // not routed again (exactly once).
         let fresh = p.qos != QoS::ExactlyOnce || !s.incoming_qos2.contains(&p.packet_id);
         if p.qos == QoS::ExactlyOnce && fresh {
-            if v5 && s.incoming_qos2.len() >= receive_max {
+            if s.incoming_qos2.len() >= receive_max
+                && s.link.as_ref().is_some_and(|l| l.v5.is_some())
+            {
                 return Err(CloseReason::Refused(
                     reason::RECEIVE_MAXIMUM_EXCEEDED,
                     "more QoS 2 PUBLISHes awaiting PUBREL than Receive Maximum",
@@ -86,15 +64,18 @@ impl Shard {
                 .and_then(|props| MessageMeta::from_publish(props, self.now));
             matched = self.publish(msg, origin);
         }
-        let Some(io) = self.live_io(session) else {
-            return Ok(Flow::Continue);
-        };
         let kind = match p.qos {
             QoS::AtMostOnce => return Ok(Flow::Continue),
             QoS::AtLeastOnce => AckKind::PubAck,
             QoS::ExactlyOnce => AckKind::PubRec,
         };
-        let ack = if v5 && !matched {
+        let Some(s) = self.sessions.get(session) else {
+            return Ok(Flow::Continue);
+        };
+        let Some(link) = s.link.as_ref().filter(|l| !l.io.is_closing()) else {
+            return Ok(Flow::Continue);
+        };
+        let ack = if !matched && link.v5.is_some() {
             Packet::AckV5(AckV5 {
                 kind,
                 packet_id: p.packet_id,
@@ -106,8 +87,51 @@ impl Shard {
         } else {
             Packet::PubRec(p.packet_id)
         };
-        io.write(|b| protocol::encode(&ack, b));
+        link.io.write(|b| protocol::encode(&ack, b));
         Ok(Flow::Continue)
+    }
+
+    /// The v5 properties of a client's PUBLISH that the broker acts on: no
+    /// subscription identifiers, and the topic alias (resolved into the
+    /// topic, or recorded). Out of the 3.1.1 path.
+    #[inline(never)]
+    fn publish_properties(&mut self, session: usize, p: &mut Publish) -> Result<(), CloseReason> {
+        let alias_max = self.config.topic_alias_max;
+        let Some(props) = p.properties.as_deref() else {
+            return Ok(());
+        };
+        if !props.subscription_identifiers.is_empty() {
+            return Err(CloseReason::Protocol(
+                "subscription identifier in a PUBLISH from a client",
+            ));
+        }
+        let Some(alias) = props.topic_alias else {
+            return Ok(());
+        };
+        if alias == 0 || alias > alias_max {
+            return Err(CloseReason::Refused(
+                reason::TOPIC_ALIAS_INVALID,
+                "topic alias 0 or above the maximum",
+            ));
+        }
+        let Some(v5) = self
+            .sessions
+            .get_mut(session)
+            .and_then(|s| s.link.as_mut())
+            .and_then(|l| l.v5.as_deref_mut())
+        else {
+            return Ok(());
+        };
+        if p.topic.is_empty() {
+            match v5.alias_in.get(&alias) {
+                Some(t) => p.topic = t.clone(),
+                None => return Err(CloseReason::Protocol("unknown topic alias")),
+            }
+        } else {
+            // Owned: the alias outlives the read buffer.
+            v5.alias_in.insert(alias, ByteString::from(&*p.topic));
+        }
+        Ok(())
     }
 
     pub(super) fn handle_pubrel(

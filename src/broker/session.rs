@@ -21,9 +21,11 @@ use super::conn::ConnIo;
 use super::{DetachCache, Message, Origin, SubIds};
 use crate::config::{Config, QueueFullPolicy};
 use crate::protocol::{self, ProtocolVersion, PublishExtras, QoS, Will};
-use ahash::{AHashMap, AHashSet};
+use ahash::{AHashMap, AHasher};
 use bytestring::ByteString;
 use std::collections::VecDeque;
+use std::collections::{HashMap, HashSet};
+use std::hash::BuildHasherDefault;
 use std::rc::Rc;
 use std::time::Instant;
 
@@ -88,7 +90,8 @@ pub struct Link {
     pub version: ProtocolVersion,
     pub keep_alive_s: u16,
     pub last_seen: Instant,
-    pub will: Option<Will>,
+    /// Boxed: most connections have none, and a `Will` is ~80 bytes.
+    pub will: Option<Box<Will>>,
     pub peer: std::net::SocketAddr,
     /// QoS 1/2 messages the client may have unacknowledged: `max_inflight`,
     /// or the client's (v5) Receive Maximum if smaller.
@@ -201,6 +204,11 @@ pub struct SubOptions {
     pub id: u32,
 }
 
+/// A hasher with no per-map state: every idle session has two (usually
+/// empty) maps, and a random-state hasher would cost 32 bytes in each. The
+/// keys come from the session's own client, who can only slow itself down.
+pub type SessionHasher = BuildHasherDefault<AHasher>;
+
 pub struct Session {
     pub client_id: ByteString,
     /// Session Expiry Interval, seconds: 0 ends the session with its
@@ -211,7 +219,7 @@ pub struct Session {
     /// A will waiting for its Will Delay Interval, and when it is due.
     pub delayed_will: Option<Box<(Instant, Will)>>,
     /// Full filter (including `$share/g/`) → options.
-    pub subscriptions: AHashMap<ByteString, SubOptions>,
+    pub subscriptions: HashMap<ByteString, SubOptions, SessionHasher>,
     pub link: Option<Link>,
     /// Incremented for every connection; a reader whose generation no
     /// longer matches has been taken over and must not touch the session.
@@ -220,7 +228,7 @@ pub struct Session {
     queue: VecDeque<Message>,
     next_packet_id: u16,
     /// Incoming QoS 2 packet ids: PUBREC sent, PUBREL not yet received.
-    pub incoming_qos2: AHashSet<u16>,
+    pub incoming_qos2: HashSet<u16, SessionHasher>,
     /// As a publisher: pauses imposed by congested subscribers. The reader
     /// reads nothing more while this is non-zero.
     pub paused: u32,
@@ -241,13 +249,13 @@ impl Session {
             expiry_s,
             expires_at: None,
             delayed_will: None,
-            subscriptions: AHashMap::default(),
+            subscriptions: HashMap::default(),
             link: None,
             generation: 0,
             inflight: VecDeque::new(),
             queue: VecDeque::new(),
             next_packet_id: 1,
-            incoming_qos2: AHashSet::default(),
+            incoming_qos2: HashSet::default(),
             paused: 0,
             reader: None,
             blocked: Vec::new(),

@@ -365,17 +365,21 @@ impl Shard {
     /// contributed: with one, sessions are already distinct.
     fn deliver_matched(&mut self, msg: &Message, matched: &mut Vec<LocalSub>, entries: usize) {
         // No Local: the publisher's own session (on this core) is skipped.
-        let own = self.origin.filter(|o| o.core == self.id).map(|o| o.session);
-        if own.is_some() {
-            matched.retain(|s| !(s.no_local && Some(s.session) == own));
-        }
+        let own = self
+            .origin
+            .filter(|o| o.core == self.id)
+            .map_or(usize::MAX, |o| o.session);
         if entries <= 1 {
             for s in matched.iter() {
+                if s.no_local && s.session == own {
+                    continue;
+                }
                 self.deliver_sub(s, msg);
             }
             matched.clear();
             return;
         }
+        matched.retain(|s| !(s.no_local && s.session == own));
         matched.sort_unstable_by_key(|s| s.session);
         let mut i = 0;
         while i < matched.len() {
@@ -898,7 +902,7 @@ impl Shard {
         let expiry_s = s.expiry_s;
         let mut will_now = None;
         if reason != CloseReason::Shutdown
-            && let Some(will) = link.will
+            && let Some(will) = link.will.map(|w| *w)
         {
             let delay = will
                 .properties
