@@ -541,7 +541,7 @@ def check_suback_unsuback_codes():
 def check_will_delay():
     """Will Delay Interval: no will when the session is resumed in time; the will
     after the delay otherwise (that it is not early: will_delay_not_early in
-    paho_v5_check_pending.py); at session end when that comes first;
+    paho_v5_timing_check.py); at session end when that comes first;
     DISCONNECT 0x04 sends it, 0x00 discards it."""
     watch = Client(f"p5-will-watch-{RUN}")
     watch.sub_ok(f"will/{RUN}/#", 1)

@@ -40,7 +40,7 @@ export MAX_KEEPALIVE=600
 PAHO_SKIP='subscription_identifiers|suback_unsuback_codes|session_takeover|receive_maximum_of_client'
 PAHO_SKIP+='|problem_information|keep_alive_timeout|shared_subscription|message_expiry_not_late'
 status=0
-for f in paho_v5_check.py paho_v5_check_pending.py; do
+for f in paho_v5_check.py paho_v5_timing_check.py; do
     [ -f "$f" ] || continue
     echo "== $f"
     timeout 120 python3 "$f" "$PORT" $(python3 "$f" --names 2>/dev/null | tr ' ' '\n' \

@@ -22,6 +22,7 @@ for cores in 1 4; do
     timeout 60 node mqttjs_check.js "$PORT"
     MAX_KEEPALIVE=600 timeout 120 python3 paho_v5_check.py "$PORT"
     timeout 120 node mqttjs_v5_check.js "$PORT"
+    timeout 180 python3 paho_v5_timing_check.py "$PORT"
     kill $broker; wait $broker 2>/dev/null || true
     echo "ok: client libraries against --cores $cores"
 done

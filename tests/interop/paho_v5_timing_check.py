@@ -1,26 +1,12 @@
 #!/usr/bin/env python3
-"""MQTT 5 checks with paho-mqtt 2.x that ringmq's main does not pass yet; the
-helpers and the passing checks are in paho_v5_check.py (run by
-run_clients.sh). Not wired into CI: move a check into paho_v5_check.py once
-it passes. All three pass against mosquitto 2.0 except
-message_expiry_not_late (reference_mosquitto.sh).
-Usage: paho_v5_check_pending.py PORT [CHECK ...] [-CHECK ...]
-
-What main (984995b) does, --cores 1 and 4:
-- message_expiry_queued_remaining: a message queued 1.3 s with Message Expiry
-  30 is forwarded with 30 (28..29 expected), queued 2.6 s with 29. The
-  remaining lifetime is computed from the core's cached clock (Shard::now),
-  which the CONNECT of the resuming connection does not refresh: up to a
-  tick (1 s) old.
-- will_delay_not_early: on --cores 4 a will with Will Delay Interval 2 is
-  published 1.3..1.8 s after the connection is lost, in about one run in two
-  (8 tries each). drop_link computes the due time from the cached Shard::now
-  (a read returning EOF does not refresh it), so the delay starts up to 1 s
-  in the past. Session expiry deadlines come from the same clock.
-- message_expiry_not_late: a queued message with Message Expiry 1 is
-  delivered 1.25..1.75 s after it was published when the session resumes
-  then ("a message is never delivered late", docs/mqtt5.md): the expiry test
-  uses the same stale clock.
+"""MQTT 5 timing checks with paho-mqtt 2.x (run by run_clients.sh): a queued
+message is forwarded with its remaining Message Expiry (never more), is never
+delivered after it expired, and a will with a Will Delay Interval is never
+published early. These caught the broker computing those times from a core's
+coarse clock, up to a tick old (fixed: connect and disconnect read the real
+time). All pass against mosquitto 2.0 too except message_expiry_not_late
+(reference_mosquitto.sh): mosquitto counts expiry in whole seconds.
+Usage: paho_v5_timing_check.py PORT [CHECK ...] [-CHECK ...]
 """
 import os
 import sys
@@ -105,4 +91,4 @@ PENDING = [
 ]
 
 if __name__ == "__main__":
-    main(PENDING, "paho-mqtt MQTT 5, pending")
+    main(PENDING, "paho-mqtt MQTT 5, timing")
