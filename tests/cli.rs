@@ -532,3 +532,57 @@ fn max_connections_is_a_total_across_cores() {
     let mut extra = Raw::connect(b.port);
     assert!(extra.closed_within(T), "17th connection not closed");
 }
+
+#[test]
+fn second_broker_on_a_taken_port_exits_instead_of_sharing_it() {
+    // SO_REUSEPORT would let a second ringmq share the port and silently take
+    // part of the connections; it must refuse to start instead.
+    let first = Broker::start(&["--cores", "2"]);
+    let addr = format!("127.0.0.1:{}", first.port);
+    let (status, err) = run_to_exit(&["--listen", &addr, "--cores", "2"]);
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(err.contains("address already in use"), "{err}");
+    assert!(err.contains(&addr), "names the address: {err}");
+    // A plain listener on a port is detected the same way.
+    let other = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = other.local_addr().unwrap().to_string();
+    let (status, err) = run_to_exit(&["--listen", &addr]);
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(err.contains("address already in use"), "{err}");
+    // The first broker still serves.
+    let mut c = Raw::connect(first.port);
+    c.mqtt_connect("still-here", true, 30);
+}
+
+#[test]
+fn over_the_limit_connect_gets_server_unavailable_or_quota_exceeded() {
+    let b = Broker::start(&["--cores", "1", "--max-connections", "1"]);
+    let mut first = Raw::connect(b.port);
+    first.mqtt_connect("only-one", true, 30);
+    // 3.1.1: CONNACK 0x03 (server unavailable), then closed.
+    let mut v4 = Raw::connect(b.port);
+    v4.send_packet(&connect_packet("one-too-many", true, 30, None));
+    match v4.recv(T) {
+        Some(Packet::ConnAck(a)) => assert_eq!(
+            a.code,
+            ringmq::protocol::ConnectReturnCode::ServerUnavailable
+        ),
+        other => panic!("expected CONNACK 0x03, got {other:?}"),
+    }
+    assert!(v4.closed_within(T));
+    // MQTT 5: CONNACK 0x97 (quota exceeded), then closed.
+    let mut v5 = Raw::connect(b.port);
+    let mut connect = vec![0x10, 0];
+    connect.extend_from_slice(&[0, 4, b'M', b'Q', b'T', b'T', 5, 0x02, 0, 30, 0, 0, 2]);
+    connect.extend_from_slice(b"v5");
+    connect[1] = (connect.len() - 2) as u8;
+    v5.send(&connect);
+    assert_eq!(
+        v5.recv_bytes(T),
+        vec![0x20, 3, 0, 0x97, 0],
+        "v5 CONNACK quota exceeded, then close"
+    );
+    // The admitted client is unaffected.
+    first.send_packet(&Packet::PingReq);
+    assert_eq!(first.recv(T), Some(Packet::PingResp));
+}

@@ -170,6 +170,8 @@ pub struct Shard {
     /// Connections accepted on this core and not yet closed (including ones
     /// handed to another core until they leave).
     pub connections: usize,
+    /// Connections over `max_connections` being answered CONNACK 0x97 / 0x03.
+    pub refusing: usize,
     /// Connections of the whole process (the `max_connections` limit).
     pub connections_total: Arc<std::sync::atomic::AtomicUsize>,
     /// Sockets still waiting for their CONNECT: fd and deadline. Entries
@@ -211,6 +213,7 @@ impl Shard {
             scratch: Vec::new(),
             stats: ShardStats::default(),
             connections: 0,
+            refusing: 0,
             connections_total: Arc::default(),
             connecting: Slab::new(),
             shutting_down: false,

@@ -71,6 +71,19 @@ fn schedule_outbox_retry(shard: &ShardRef) {
     });
 }
 
+/// How long a connection over `max_connections` may take to send the
+/// CONNECT it is refused.
+const REFUSE_WITHIN: Duration = Duration::from_secs(2);
+
+/// One connection over the limit being refused (`Shard::refusing`).
+struct Refusing(ShardRef);
+
+impl Drop for Refusing {
+    fn drop(&mut self) {
+        self.0.borrow_mut().refusing -= 1;
+    }
+}
+
 /// Keeps the connection count of a core accurate whatever path a task ends by.
 struct Counted(ShardRef);
 
@@ -109,9 +122,13 @@ impl Drop for ConnectDeadline {
 }
 
 /// An accepted connection: CONNECT phase, then serve here or hand over.
-pub async fn run(shard: ShardRef, mut stream: TcpStream, peer: SocketAddr, slot: ConnSlot) {
+/// `slot` is `None` for a connection over `max_connections`: its CONNECT is
+/// read (within `REFUSE_WITHIN`) only to be answered with CONNACK 0x97
+/// (quota exceeded; 0x03 server unavailable before v5).
+pub async fn run(shard: ShardRef, mut stream: TcpStream, peer: SocketAddr, slot: Option<ConnSlot>) {
     let counted = Counted(shard.clone());
-    let (me, cores, packet_max, connect_timeout) = {
+    let _refusing = slot.is_none().then(|| Refusing(shard.clone()));
+    let (me, cores, packet_max, mut connect_timeout) = {
         let s = shard.borrow();
         (
             s.id,
@@ -120,6 +137,9 @@ pub async fn run(shard: ShardRef, mut stream: TcpStream, peer: SocketAddr, slot:
             Duration::from_secs(s.config.connect_timeout_s),
         )
     };
+    if slot.is_none() {
+        connect_timeout = connect_timeout.min(REFUSE_WITHIN);
+    }
     let deadline = ConnectDeadline::arm(&shard, stream.as_raw_fd(), connect_timeout);
     let mut buf = BytesMut::new();
     let mut read_size = READ_MIN_BYTES;
@@ -150,6 +170,16 @@ pub async fn run(shard: ShardRef, mut stream: TcpStream, peer: SocketAddr, slot:
         if !matches!(got, Ok(n) if n > 0) {
             return;
         }
+    };
+    let Some(slot) = slot else {
+        let code = if connect.version == ProtocolVersion::V5 {
+            protocol::reason::QUOTA_EXCEEDED
+        } else {
+            ConnectReturnCode::ServerUnavailable as u8
+        };
+        log::info!("{peer}: over max_connections: CONNACK {code:#04x}");
+        refuse(&mut stream, connect.version, code).await;
+        return;
     };
     let assigned = connect.client_id.is_empty();
     if assigned {

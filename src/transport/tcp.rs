@@ -10,6 +10,11 @@ use std::net::{SocketAddr, TcpListener};
 /// Listen backlog per socket.
 const BACKLOG: i32 = 4096;
 
+/// Connections over `max_connections` that one core keeps open at a time to
+/// answer their CONNECT with "quota exceeded" / "server unavailable";
+/// beyond these, excess connections are closed at once.
+const REFUSING_MAX: usize = 64;
+
 fn bind_one(addr: SocketAddr) -> io::Result<TcpListener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     socket.set_reuse_address(true)?;
@@ -23,6 +28,25 @@ fn bind_one(addr: SocketAddr) -> io::Result<TcpListener> {
     Ok(socket.into())
 }
 
+/// Fails if something already listens on `addr`. SO_REUSEPORT would
+/// otherwise let a second broker (or a leftover one) share the port and
+/// silently take part of the connections; a socket without it cannot bind
+/// where another listens, whatever that one's options.
+fn ensure_free(addr: SocketAddr) -> io::Result<()> {
+    let probe = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    probe.set_reuse_address(true)?;
+    if addr.is_ipv6() {
+        probe.set_only_v6(true)?;
+    }
+    match probe.bind(&addr.into()) {
+        Err(e) if e.kind() == io::ErrorKind::AddrInUse => Err(io::Error::new(
+            e.kind(),
+            "address already in use (is another broker listening there?)",
+        )),
+        other => other,
+    }
+}
+
 /// Binds `cores` listeners on each address. Port 0 is resolved by the first
 /// socket and reused for the others. Returns, per core, its listeners, and
 /// the bound addresses.
@@ -33,6 +57,10 @@ pub fn bind_all(
     let mut per_core: Vec<Vec<TcpListener>> = (0..cores).map(|_| Vec::new()).collect();
     let mut bound = Vec::new();
     for &addr in addrs {
+        if addr.port() != 0 {
+            ensure_free(addr)
+                .map_err(|e| io::Error::new(e.kind(), format!("listen {addr}: {e}")))?;
+        }
         let first =
             bind_one(addr).map_err(|e| io::Error::new(e.kind(), format!("listen {addr}: {e}")))?;
         let actual = first.local_addr()?;
@@ -75,10 +103,17 @@ pub async fn accept_loop(
         if s.shutting_down {
             return;
         }
-        let Some(slot) = crate::broker::conn::ConnSlot::take(&total, max) else {
-            log::warn!("{peer}: connection limit ({max}) reached: closing");
-            continue;
-        };
+        let slot = crate::broker::conn::ConnSlot::take(&total, max);
+        if slot.is_none() {
+            // Over the limit: read its CONNECT (briefly) to answer with a
+            // CONNACK that says why, unless too many are being refused already.
+            if s.refusing >= REFUSING_MAX {
+                log::warn!("{peer}: connection limit ({max}) reached: closing");
+                continue;
+            }
+            log::warn!("{peer}: connection limit ({max}) reached: refusing its CONNECT");
+            s.refusing += 1;
+        }
         s.connections += 1;
         drop(s);
         monoio::spawn(super::connection::run(shard.clone(), stream, peer, slot));
