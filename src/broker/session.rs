@@ -419,15 +419,16 @@ impl Session {
     /// large for the client (counted in `stats`). Returns how many were sent.
     pub fn fill_window(&mut self, now: Instant, stats: &mut super::ShardStats) -> usize {
         let mut sent = 0;
-        while let Some(window) = self
+        // Writing never closes the connection: its state is read once.
+        let Some(window) = self
             .link
             .as_ref()
             .filter(|l| l.open())
             .map(|l| l.inflight_max)
-        {
-            if self.inflight.len() >= window {
-                break;
-            }
+        else {
+            return 0;
+        };
+        while self.inflight.len() < window {
             let Some(msg) = self.queue.pop_front() else {
                 break;
             };
@@ -588,6 +589,7 @@ impl Session {
     }
 }
 
+#[inline]
 fn with_qos(msg: &Message, qos: QoS, retain: bool, sub_ids: SubIds) -> Message {
     Message {
         topic: msg.topic.clone(),

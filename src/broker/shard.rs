@@ -411,12 +411,14 @@ impl Shard {
     }
 
     /// Delivers `msg` through one subscription, with its options.
+    #[inline(always)]
     fn deliver_sub(&mut self, s: &LocalSub, msg: &Message) {
         let retain = msg.retain && s.retain_as_published;
         self.deliver_one(s.session, msg, s.qos, retain, s.sub_ids());
     }
 
     /// Delivers `msg` to one session at `min(msg.qos, granted)`.
+    #[inline]
     pub(super) fn deliver_one(
         &mut self,
         session: usize,
