@@ -33,18 +33,30 @@ fn bind_one(addr: SocketAddr) -> io::Result<TcpListener> {
 /// silently take part of the connections; a socket without it cannot bind
 /// where another listens, whatever that one's options.
 fn ensure_free(addr: SocketAddr) -> io::Result<()> {
-    let probe = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-    probe.set_reuse_address(true)?;
-    if addr.is_ipv6() {
-        probe.set_only_v6(true)?;
+    // A broker that has just exited can hold its listener for a moment
+    // longer (io_uring tears its ring down asynchronously, with the pending
+    // accepts): a restart retries for up to a second before giving up.
+    const RETRIES: u32 = 20;
+    for attempt in 0.. {
+        let probe = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+        probe.set_reuse_address(true)?;
+        if addr.is_ipv6() {
+            probe.set_only_v6(true)?;
+        }
+        match probe.bind(&addr.into()) {
+            Err(e) if e.kind() == io::ErrorKind::AddrInUse && attempt < RETRIES => {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            Err(e) if e.kind() == io::ErrorKind::AddrInUse => {
+                return Err(io::Error::new(
+                    e.kind(),
+                    "address already in use (is another broker listening there?)",
+                ));
+            }
+            other => return other,
+        }
     }
-    match probe.bind(&addr.into()) {
-        Err(e) if e.kind() == io::ErrorKind::AddrInUse => Err(io::Error::new(
-            e.kind(),
-            "address already in use (is another broker listening there?)",
-        )),
-        other => other,
-    }
+    Ok(())
 }
 
 /// Binds `cores` listeners on each address. Port 0 is resolved by the first
