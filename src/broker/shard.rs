@@ -941,6 +941,33 @@ impl Shard {
         if expiry_s == 0 {
             self.remove_session(session);
         }
+        self.compact_timers();
+    }
+
+    /// Deadlines waiting (tests).
+    #[cfg(test)]
+    pub(super) fn timer_count(&self) -> usize {
+        self.timers.len()
+    }
+
+    /// Drops stale deadlines (of sessions that reconnected, or ended) once
+    /// they outnumber the sessions: a client with a long expiry that
+    /// reconnects often would otherwise grow the heap until its far-off
+    /// deadlines come due.
+    fn compact_timers(&mut self) {
+        if self.timers.len() <= 2 * self.sessions.len() + 64 {
+            return;
+        }
+        let sessions = &self.sessions;
+        self.timers
+            .retain(|std::cmp::Reverse((at, key, generation))| {
+                sessions.get(*key).is_some_and(|s| {
+                    s.generation == *generation
+                        && s.link.is_none()
+                        && (s.expires_at == Some(*at)
+                            || s.delayed_will.as_ref().is_some_and(|d| d.0 == *at))
+                })
+            });
     }
 
     fn publish_will(&mut self, will: Will) {

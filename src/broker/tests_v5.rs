@@ -407,3 +407,20 @@ fn puback_says_no_matching_subscribers() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn reconnecting_often_does_not_grow_the_timer_heap() {
+    let c = Cluster::new(1);
+    let props = Properties {
+        session_expiry_interval: Some(u32::MAX - 1),
+        ..Properties::default()
+    };
+    for _ in 0..1000 {
+        let (s, sg, _) = v5_connect(&c, "often", props.clone(), None);
+        c.shards[0].borrow_mut().drop_link(s, sg, CloseReason::Eof);
+    }
+    let shard = c.shards[0].borrow();
+    // One live deadline (the last disconnect's); stale ones are compacted.
+    assert!(shard.timer_count() <= 2 * shard.sessions.len() + 64 + 1);
+    assert!(shard.by_client_id.contains_key("often"));
+}
