@@ -59,7 +59,7 @@ pub fn encode_publish(
     retain: bool,
     dup: bool,
 ) {
-    let remaining = publish_head_len(topic, qos) + payload.len();
+    let remaining = publish_head_len(topic.len(), qos) + payload.len();
     buf.reserve(1 + remaining_length_len(remaining) + remaining);
     put_publish_head(buf, topic, qos, packet_id, retain, dup, remaining);
     buf.put_slice(payload);
@@ -67,8 +67,8 @@ pub fn encode_publish(
 
 /// Topic and packet id bytes of a PUBLISH variable header.
 #[inline]
-fn publish_head_len(topic: &str, qos: QoS) -> usize {
-    2 + topic.len() + if qos == QoS::AtMostOnce { 0 } else { 2 }
+fn publish_head_len(topic_len: usize, qos: QoS) -> usize {
+    2 + topic_len + if qos == QoS::AtMostOnce { 0 } else { 2 }
 }
 
 /// Writes the fixed header, topic and packet id (QoS 1/2) of a PUBLISH whose
@@ -112,12 +112,25 @@ pub fn encode_publish_v5(
     dup: bool,
     properties: Option<&Properties>,
 ) {
-    let (plen, block) = properties::block_len(properties);
-    let remaining = publish_head_len(topic, qos) + block + payload.len();
-    buf.reserve(1 + remaining_length_len(remaining) + remaining);
-    put_publish_head(buf, topic, qos, packet_id, retain, dup, remaining);
-    properties::put_block(buf, properties, plen);
-    buf.put_slice(payload);
+    let none = PublishExtras::default();
+    encode_publish_v5_with(
+        buf, topic, payload, qos, packet_id, retain, dup, properties, &none,
+    );
+}
+
+/// The property length and remaining length of a v5 PUBLISH.
+#[inline]
+fn v5_lengths(
+    topic_len: usize,
+    payload_len: usize,
+    qos: QoS,
+    base: Option<&Properties>,
+    extras: &PublishExtras,
+) -> (usize, usize) {
+    let plen = base.map_or(0, properties::properties_len) + extras.len();
+    let remaining =
+        publish_head_len(topic_len, qos) + remaining_length_len(plen) + plen + payload_len;
+    (plen, remaining)
 }
 
 /// The encoded size of a v5 PUBLISH, fixed header included, that
@@ -129,14 +142,12 @@ pub fn publish_v5_size(
     base: Option<&Properties>,
     extras: &PublishExtras,
 ) -> usize {
-    let plen = base.map_or(0, properties::properties_len) + extras.len();
-    let head = 2 + topic_len + if qos == QoS::AtMostOnce { 0 } else { 2 };
-    let remaining = head + remaining_length_len(plen) + plen + payload_len;
+    let (_, remaining) = v5_lengths(topic_len, payload_len, qos, base, extras);
     1 + remaining_length_len(remaining) + remaining
 }
 
-/// Appends a forwarded v5 PUBLISH: the message's own properties `base`
-/// (without expiry, alias or subscription ids) plus the per-delivery `extras`.
+/// Appends a v5 PUBLISH: properties `base` (a forwarded message's own,
+/// without expiry, alias or subscription ids) plus the per-delivery `extras`.
 #[allow(clippy::too_many_arguments)]
 pub fn encode_publish_v5_with(
     buf: &mut BytesMut,
@@ -149,9 +160,7 @@ pub fn encode_publish_v5_with(
     base: Option<&Properties>,
     extras: &PublishExtras,
 ) {
-    let plen = base.map_or(0, properties::properties_len) + extras.len();
-    let remaining =
-        publish_head_len(topic, qos) + remaining_length_len(plen) + plen + payload.len();
+    let (plen, remaining) = v5_lengths(topic.len(), payload.len(), qos, base, extras);
     buf.reserve(1 + remaining_length_len(remaining) + remaining);
     put_publish_head(buf, topic, qos, packet_id, retain, dup, remaining);
     put_remaining_length(buf, plen);
