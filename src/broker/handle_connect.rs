@@ -27,6 +27,28 @@ pub enum ConnectRefused {
     Protocol(&'static str),
 }
 
+impl ConnectRefused {
+    /// The v5 reason code of the refusal (0x82 protocol error for a close
+    /// without CONNACK).
+    pub fn v5_code(&self) -> u8 {
+        match self {
+            ConnectRefused::Code(c) => c.v5_reason(),
+            ConnectRefused::V5(c) => *c,
+            ConnectRefused::Protocol(_) => reason::PROTOCOL_ERROR,
+        }
+    }
+
+    /// The CONNACK code to send a client of `version`; `None`: close
+    /// without CONNACK.
+    pub fn connack_code(&self, version: ProtocolVersion) -> Option<u8> {
+        match self {
+            ConnectRefused::Code(c) if version != ProtocolVersion::V5 => Some(*c as u8),
+            ConnectRefused::Protocol(_) => None,
+            other => Some(other.v5_code()),
+        }
+    }
+}
+
 /// Longest client id MQTT 3.1 allows.
 const CLIENT_ID_V31_MAX_BYTES: usize = 23;
 
@@ -235,11 +257,13 @@ impl Shard {
     }
 }
 
-/// A deep copy of will properties (the decoded ones point into the read buffer).
+/// A deep copy of will properties (the decoded ones point into the read
+/// buffer): what is forwarded, the expiry (counted from publication) and
+/// the delay.
 fn owned_properties(p: &Properties) -> Properties {
-    let meta = super::MessageMeta::from_publish(p, Instant::now());
-    let mut out = meta.map(|m| m.properties.clone()).unwrap_or_default();
-    out.message_expiry_interval = p.message_expiry_interval;
-    out.will_delay_interval = p.will_delay_interval;
-    out
+    Properties {
+        message_expiry_interval: p.message_expiry_interval,
+        will_delay_interval: p.will_delay_interval,
+        ..super::MessageMeta::forwarded(p)
+    }
 }

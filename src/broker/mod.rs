@@ -72,18 +72,7 @@ impl MessageMeta {
     /// nothing in `p` travels with the message. Values are copied out of
     /// the read buffer they point into.
     pub fn from_publish(p: &Properties, now: Instant) -> Option<Arc<MessageMeta>> {
-        let properties = Properties {
-            payload_format_indicator: p.payload_format_indicator,
-            content_type: p.content_type.as_deref().map(ByteString::from),
-            response_topic: p.response_topic.as_deref().map(ByteString::from),
-            correlation_data: p.correlation_data.as_deref().map(Bytes::copy_from_slice),
-            user_properties: p
-                .user_properties
-                .iter()
-                .map(|(k, v)| (ByteString::from(&**k), ByteString::from(&**v)))
-                .collect(),
-            ..Properties::default()
-        };
+        let properties = Self::forwarded(p);
         let expires_at = p
             .message_expiry_interval
             .map(|s| now + Duration::from_secs(s as u64));
@@ -95,6 +84,23 @@ impl MessageMeta {
             expires_at,
             expiry_interval_s: p.message_expiry_interval.unwrap_or(0),
         }))
+    }
+
+    /// An owned copy of the properties of `p` that travel with a message
+    /// unchanged (the decoded ones point into the read buffer).
+    pub fn forwarded(p: &Properties) -> Properties {
+        Properties {
+            payload_format_indicator: p.payload_format_indicator,
+            content_type: p.content_type.as_deref().map(ByteString::from),
+            response_topic: p.response_topic.as_deref().map(ByteString::from),
+            correlation_data: p.correlation_data.as_deref().map(Bytes::copy_from_slice),
+            user_properties: p
+                .user_properties
+                .iter()
+                .map(|(k, v)| (ByteString::from(&**k), ByteString::from(&**v)))
+                .collect(),
+            ..Properties::default()
+        }
     }
 }
 
@@ -108,6 +114,25 @@ pub enum SubIds {
 }
 
 impl SubIds {
+    /// One identifier; 0 (none) gives `None`.
+    pub fn of(id: u32) -> SubIds {
+        if id == 0 {
+            SubIds::None
+        } else {
+            SubIds::One(id)
+        }
+    }
+
+    /// The non-zero identifiers among `ids`.
+    pub fn collect(ids: impl Iterator<Item = u32>) -> SubIds {
+        let ids: Vec<u32> = ids.filter(|&id| id != 0).collect();
+        match ids.as_slice() {
+            [] => SubIds::None,
+            [id] => SubIds::One(*id),
+            _ => SubIds::Many(ids.into()),
+        }
+    }
+
     pub fn as_slice(&self) -> &[u32] {
         match self {
             SubIds::None => &[],

@@ -46,11 +46,7 @@ pub struct LocalSub {
 
 impl LocalSub {
     fn sub_ids(&self) -> SubIds {
-        if self.id == 0 {
-            SubIds::None
-        } else {
-            SubIds::One(self.id)
-        }
+        SubIds::of(self.id)
     }
 }
 
@@ -397,12 +393,7 @@ impl Shard {
                 let group = &matched[i..j];
                 let qos = group.iter().map(|s| s.qos).max().unwrap_or(first.qos);
                 let retain = msg.retain && group.iter().any(|s| s.retain_as_published);
-                let ids: Vec<u32> = group.iter().map(|s| s.id).filter(|&id| id != 0).collect();
-                let sub_ids = match ids.len() {
-                    0 => SubIds::None,
-                    1 => SubIds::One(ids[0]),
-                    _ => SubIds::Many(ids.into()),
-                };
+                let sub_ids = SubIds::collect(group.iter().map(|s| s.id));
                 self.deliver_one(first.session, msg, qos, retain, sub_ids);
             }
             i = j;
@@ -634,11 +625,7 @@ impl Shard {
         let mut found = Vec::new();
         self.retained
             .for_each_match(filter, |_, m| found.push(m.clone()));
-        let sub_ids = if sub.id == 0 {
-            SubIds::None
-        } else {
-            SubIds::One(sub.id)
-        };
+        let sub_ids = SubIds::of(sub.id);
         for m in found {
             if m.expired(self.now) {
                 self.retained.remove(&m.topic);

@@ -15,7 +15,6 @@
 
 use crate::broker::conn::{ConnIo, ConnSlot, Writer};
 use crate::broker::handle::{Flow, Held};
-use crate::broker::handle_connect::ConnectRefused;
 use crate::broker::shard::{CloseReason, Shard, ShardRef};
 use crate::broker::{Adopted, ShardMsg, home_core};
 use crate::protocol::{self, Connect, ConnectReturnCode, DecodeError, Packet, ProtocolVersion};
@@ -322,28 +321,17 @@ async fn serve(
     let accepted = with_shard(&shard, |s| s.connect(io.clone(), connect, peer, assigned));
     let (session, generation) = match accepted {
         Ok(x) => x,
-        Err(ConnectRefused::Code(code)) => {
-            let code = if version == ProtocolVersion::V5 {
-                code.v5_reason()
-            } else {
-                code as u8
-            };
-            log::info!("client {client_id} ({peer}) refused: CONNACK {code:#04x}");
-            refuse(&mut stream, version, code).await;
-            drop(counted);
-            return;
-        }
-        Err(ConnectRefused::V5(code)) => {
-            log::info!(
-                "client {client_id} ({peer}) refused: CONNACK {code:#04x} {}",
-                protocol::reason::name(code)
-            );
-            refuse(&mut stream, version, code).await;
-            drop(counted);
-            return;
-        }
-        Err(ConnectRefused::Protocol(why)) => {
-            log::warn!("client {client_id} ({peer}): {why}: closing");
+        Err(refused) => {
+            match refused.connack_code(version) {
+                Some(code) => {
+                    log::info!(
+                        "client {client_id} ({peer}) refused: CONNACK {code:#04x} {}",
+                        protocol::reason::name(refused.v5_code())
+                    );
+                    refuse(&mut stream, version, code).await;
+                }
+                None => log::warn!("client {client_id} ({peer}): {refused:?}: closing"),
+            }
             drop(counted);
             return;
         }
