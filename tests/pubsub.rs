@@ -238,3 +238,50 @@ fn packets_split_across_reads_arrive_intact() {
         }
     }
 }
+
+/// A connection quiet for over a second waits for data without a read
+/// buffer; what it sends after that (a ping, then a PUBLISH larger than the
+/// idle buffer, split across two writes) must be read whole, on io_uring and
+/// epoll (`.ci/run` runs this file on both), and a subscriber quiet as long
+/// still gets its delivery.
+#[test]
+fn quiet_connections_still_read_and_receive() {
+    use ringmq::protocol;
+    let io = std::env::var("RINGMQ_TEST_IO").unwrap_or_else(|_| "auto".into());
+    {
+        let b = Broker::start(&["--cores", "2"]);
+        let mut sub = Raw::connect(b.port);
+        sub.mqtt_connect(&id_on_core("quiet-s", 0, 2), true, 60);
+        sub.send_packet(&subscribe_packet(1, "quiet/t", protocol::QoS::AtLeastOnce));
+        assert!(matches!(sub.recv(T), Some(protocol::Packet::SubAck(_))));
+        let mut publ = Raw::connect(b.port);
+        publ.mqtt_connect(&id_on_core("quiet-p", 1, 2), true, 60);
+        std::thread::sleep(Duration::from_millis(1300));
+        publ.send(&[0xC0, 0]);
+        assert!(
+            matches!(publ.recv(T), Some(protocol::Packet::PingResp)),
+            "{io}: PINGRESP after a quiet second"
+        );
+        std::thread::sleep(Duration::from_millis(1300));
+        let payload = vec![7u8; 3000];
+        let mut bytes = bytes::BytesMut::new();
+        protocol::encode(
+            &publish_packet("quiet/t", &payload, protocol::QoS::AtLeastOnce, 9, false),
+            &mut bytes,
+        );
+        let (head, tail) = bytes.split_at(10);
+        publ.send(head);
+        std::thread::sleep(Duration::from_millis(100));
+        publ.send(tail);
+        assert!(
+            matches!(publ.recv(T), Some(protocol::Packet::PubAck(9))),
+            "{io}: PUBACK for a PUBLISH sent after a quiet second"
+        );
+        match sub.recv(T) {
+            Some(protocol::Packet::Publish(p)) => {
+                assert_eq!(&p.payload[..], &payload[..], "{io}");
+            }
+            other => panic!("{io}: expected the PUBLISH, got {other:?}"),
+        }
+    }
+}

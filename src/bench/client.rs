@@ -37,7 +37,12 @@ use std::time::{Duration, Instant};
 const QOS0_BUFFER_BYTES: usize = 64 * 1024;
 /// At most this many PUBLISHes are appended per producer turn.
 const PUBLISH_BATCH_MAX: usize = 1024;
+/// Largest read a busy client grows to.
 const READ_CHUNK_BYTES: usize = 64 * 1024;
+/// A client's first reads: an idle client (`conn`) holds no more than this,
+/// so that tens of thousands of them cost the tool megabytes, not gigabytes
+/// (whose page faults used to be half of its CPU while connecting).
+const READ_CHUNK_MIN_BYTES: usize = 1024;
 
 /// State one client's tasks share (one thread, so `Cell`s).
 struct Shared {
@@ -56,7 +61,7 @@ struct Shared {
 impl Shared {
     fn new(fd: RawFd, inflight_max: usize) -> Self {
         Shared {
-            out: RefCell::new(BytesMut::with_capacity(QOS0_BUFFER_BYTES)),
+            out: RefCell::new(BytesMut::new()),
             writer: Cell::new(None),
             producer: Cell::new(None),
             inflight: Cell::new(0),
@@ -106,6 +111,7 @@ struct ThreadCtx {
     finished: Cell<bool>,
     /// A server DISCONNECT was already reported on this thread.
     told_disconnect: Cell<bool>,
+    ports: PortPicker,
 }
 
 /// Runs the clients of thread `t` (clients t, t + cores, ...) to the end.
@@ -144,6 +150,7 @@ async fn run_thread(
         publishers_done: Cell::new(0),
         finished: Cell::new(false),
         told_disconnect: Cell::new(false),
+        ports: PortPicker::new(t, cores),
     });
     monoio::spawn(stopper(ctx.clone()));
     let gap = match plan.common.conn_rate {
@@ -190,13 +197,78 @@ async fn stopper(ctx: Rc<ThreadCtx>) {
     }
 }
 
-async fn connect_tcp(broker: SocketAddr, ifaddr: Option<IpAddr>) -> std::io::Result<TcpStream> {
-    let Some(local) = ifaddr else {
-        return TcpStream::connect_addr(broker).await;
-    };
+/// Local ports a thread binds its clients to: thread `t` of `n` takes
+/// `first + t`, `first + t + n`, ... of the kernel's ephemeral range, in
+/// turn. Choosing the port here instead of leaving it to `connect` matters
+/// past ~10k connections to one broker: the kernel's search for a free port
+/// then probes thousands of taken ones per connect (`__inet_check_established`
+/// was a third of the tool's CPU), which made the connect rate the
+/// generator's, not the broker's.
+pub struct PortPicker {
+    first: u32,
+    count: u32,
+    next: Cell<u32>,
+    step: u32,
+}
+
+impl PortPicker {
+    pub fn new(t: usize, cores: usize) -> Self {
+        let (lo, hi) = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+            .ok()
+            .and_then(|s| {
+                let mut it = s.split_whitespace().map(|x| x.parse::<u32>().ok());
+                Some((it.next()??, it.next()??))
+            })
+            .filter(|(lo, hi)| lo < hi && *hi <= 65535)
+            .unwrap_or((32768, 60999));
+        let count = hi - lo + 1;
+        // Where in the range this process starts: two tools run at once
+        // (subscribers and publishers) then rarely try each other's ports.
+        let start = (std::process::id().wrapping_mul(2_654_435_761) % count) as usize;
+        let start = start - start % cores.max(1);
+        PortPicker {
+            first: lo,
+            count,
+            next: Cell::new(((start + t) as u32) % count),
+            step: cores.max(1) as u32,
+        }
+    }
+
+    fn take(&self) -> u16 {
+        let i = self.next.get();
+        self.next.set((i + self.step) % self.count);
+        (self.first + i % self.count) as u16
+    }
+}
+
+/// Tries this many chosen ports (skipping those in use) before letting the
+/// kernel choose.
+const PORT_TRIES: usize = 64;
+
+async fn connect_tcp(
+    broker: SocketAddr,
+    ifaddr: Option<IpAddr>,
+    ports: &PortPicker,
+) -> std::io::Result<TcpStream> {
     use socket2::{Domain, Socket, Type};
     let socket = Socket::new(Domain::for_address(broker), Type::STREAM, None)?;
-    socket.bind(&SocketAddr::new(local, 0).into())?;
+    let local = ifaddr.unwrap_or(match broker {
+        SocketAddr::V4(_) => IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+        SocketAddr::V6(_) => IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
+    });
+    let mut bound = false;
+    for _ in 0..PORT_TRIES {
+        if socket
+            .bind(&SocketAddr::new(local, ports.take()).into())
+            .is_ok()
+        {
+            bound = true;
+            break;
+        }
+    }
+    if !bound {
+        socket.bind(&SocketAddr::new(local, 0).into())?;
+    }
     socket.set_nonblocking(true)?;
     match socket.connect(&broker.into()) {
         Ok(()) => {}
@@ -259,7 +331,7 @@ async fn client_main(ctx: Rc<ThreadCtx>, idx: usize) {
     let plan = ctx.plan.clone();
     let c = &plan.common;
     let ifaddr = (!c.ifaddr.is_empty()).then(|| c.ifaddr[idx % c.ifaddr.len()]);
-    let stream = match connect_tcp(plan.broker, ifaddr).await {
+    let stream = match connect_tcp(plan.broker, ifaddr, &ctx.ports).await {
         Ok(s) => s,
         Err(e) => return connect_failed(&ctx, idx, &format!("connect: {e}")),
     };
@@ -291,7 +363,8 @@ where
     let plan = ctx.plan.clone();
     let c = &plan.common;
     let mut input = Input {
-        buf: BytesMut::with_capacity(READ_CHUNK_BYTES),
+        buf: BytesMut::new(),
+        chunk: READ_CHUNK_MIN_BYTES,
         ws: None,
         ws_closed: false,
     };
@@ -416,6 +489,8 @@ where
 /// the client speaks WebSocket.
 struct Input {
     buf: BytesMut,
+    /// How much the next read asks for (grows while reads fill it).
+    chunk: usize,
     ws: Option<WsReader>,
     /// The server sent a WebSocket close frame.
     ws_closed: bool,
@@ -429,9 +504,16 @@ impl Input {
         shared: &Shared,
     ) -> Result<(), String> {
         let Some(ws) = &mut self.ws else {
-            return match reader.read_append(&mut self.buf, READ_CHUNK_BYTES).await {
+            let before = self.buf.len();
+            return match reader.read_append(&mut self.buf, self.chunk).await {
                 Ok(0) => Err("connection closed by the server".into()),
-                Ok(_) => Ok(()),
+                Ok(n) => {
+                    // A read that filled what was free: read more at a time.
+                    if before + n == self.buf.capacity() {
+                        self.chunk = (self.chunk * 4).min(READ_CHUNK_BYTES);
+                    }
+                    Ok(())
+                }
                 Err(e) => Err(e.to_string()),
             };
         };
@@ -560,7 +642,7 @@ fn handle_frames(ctx: &ThreadCtx, shared: &Shared, buf: &mut BytesMut, subscribe
 /// Flushes the client's buffer (as one WebSocket binary frame when `ws`);
 /// on stop, sends DISCONNECT and shuts the socket.
 async fn write_loop<W: WriteHalf>(mut w: W, shared: Rc<Shared>, mut ws: Option<WsWriter>) {
-    let mut spare = BytesMut::with_capacity(QOS0_BUFFER_BYTES);
+    let mut spare = BytesMut::new();
     let mut framed = BytesMut::new();
     loop {
         let ready = std::future::poll_fn(|cx| {

@@ -59,9 +59,9 @@ impl Drop for ConnSlot {
 }
 
 pub struct ConnIo {
+    /// What waits to be written. Between bursts it keeps the capacity of
+    /// the last burst's buffer (one buffer per connection, not two).
     out: RefCell<BytesMut>,
-    /// The flush task's second buffer, kept between bursts.
-    spare: RefCell<BytesMut>,
     /// Parked write half: `Some` exactly while no flush task runs (and the
     /// connection has a socket: benchmarks and tests run without one).
     writer: RefCell<Option<Writer>>,
@@ -80,7 +80,6 @@ impl ConnIo {
     pub fn new(fd: RawFd) -> Self {
         ConnIo {
             out: RefCell::new(BytesMut::new()),
-            spare: RefCell::new(BytesMut::new()),
             writer: RefCell::new(None),
             flushing: Cell::new(false),
             flushed: Cell::new(None),
@@ -195,7 +194,8 @@ impl ConnIo {
 /// Writes the buffer until it stays empty, then parks the write half again.
 async fn flush(io: Rc<ConnIo>, writer: Writer) {
     let Writer { mut half, owner } = writer;
-    let mut spare = std::mem::take(&mut *io.spare.borrow_mut());
+    // The second buffer: appends go to `out` while this one is written.
+    let mut spare = BytesMut::new();
     let mut failed = false;
     loop {
         {
@@ -226,7 +226,14 @@ async fn flush(io: Rc<ConnIo>, writer: Writer) {
             });
         }
     }
-    *io.spare.borrow_mut() = spare;
+    {
+        // Keep one buffer for the next burst: `out` ends empty, and holds
+        // no memory when the last swap gave it the fresh spare.
+        let mut out = io.out.borrow_mut();
+        if out.capacity() == 0 {
+            *out = spare;
+        }
+    }
     io.flushing.set(false);
     if !failed && !io.is_closing() {
         *io.writer.borrow_mut() = Some(Writer { half, owner });

@@ -27,7 +27,7 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::task::Waker;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 pub type ShardRef = Rc<RefCell<Shard>>;
 
@@ -1023,10 +1023,15 @@ impl Shard {
     }
 
     /// Marks activity on a connection (keepalive).
-    pub fn touch(&mut self, session: usize, now: Instant) {
+    /// Returns how long the connection was silent before (zero if it has
+    /// no link).
+    pub fn touch(&mut self, session: usize, now: Instant) -> Duration {
         self.now = now;
-        if let Some(link) = self.sessions.get_mut(session).and_then(|s| s.link.as_mut()) {
-            link.last_seen = now;
+        match self.sessions.get_mut(session).and_then(|s| s.link.as_mut()) {
+            Some(link) => {
+                now.saturating_duration_since(std::mem::replace(&mut link.last_seen, now))
+            }
+            None => Duration::ZERO,
         }
     }
 
