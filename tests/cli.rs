@@ -486,10 +486,10 @@ fn fourth_connection_over_max_connections_is_closed() {
         let mut c = Raw::connect(b.port);
         c.send_packet(&connect_packet("limit-new", true, 30, None));
         match c.recv(Duration::from_secs(1)) {
-            Some(Packet::ConnAck(a)) => {
-                assert_eq!(a.code, ringmq::protocol::ConnectReturnCode::Accepted);
+            Some(Packet::ConnAck(a)) if a.code == ringmq::protocol::ConnectReturnCode::Accepted => {
                 break;
             }
+            // Still counted: refused as over the limit; retry.
             other => assert!(
                 Instant::now() < deadline,
                 "no connection accepted after one left: {other:?}; logs:\n{}",

@@ -111,7 +111,6 @@ struct ThreadCtx {
     finished: Cell<bool>,
     /// A server DISCONNECT was already reported on this thread.
     told_disconnect: Cell<bool>,
-    ports: PortPicker,
 }
 
 /// Runs the clients of thread `t` (clients t, t + cores, ...) to the end.
@@ -150,7 +149,6 @@ async fn run_thread(
         publishers_done: Cell::new(0),
         finished: Cell::new(false),
         told_disconnect: Cell::new(false),
-        ports: PortPicker::new(t, cores),
     });
     monoio::spawn(stopper(ctx.clone()));
     let gap = match plan.common.conn_rate {
@@ -197,78 +195,13 @@ async fn stopper(ctx: Rc<ThreadCtx>) {
     }
 }
 
-/// Local ports a thread binds its clients to: thread `t` of `n` takes
-/// `first + t`, `first + t + n`, ... of the kernel's ephemeral range, in
-/// turn. Choosing the port here instead of leaving it to `connect` matters
-/// past ~10k connections to one broker: the kernel's search for a free port
-/// then probes thousands of taken ones per connect (`__inet_check_established`
-/// was a third of the tool's CPU), which made the connect rate the
-/// generator's, not the broker's.
-pub struct PortPicker {
-    first: u32,
-    count: u32,
-    next: Cell<u32>,
-    step: u32,
-}
-
-impl PortPicker {
-    pub fn new(t: usize, cores: usize) -> Self {
-        let (lo, hi) = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-            .ok()
-            .and_then(|s| {
-                let mut it = s.split_whitespace().map(|x| x.parse::<u32>().ok());
-                Some((it.next()??, it.next()??))
-            })
-            .filter(|(lo, hi)| lo < hi && *hi <= 65535)
-            .unwrap_or((32768, 60999));
-        let count = hi - lo + 1;
-        // Where in the range this process starts: two tools run at once
-        // (subscribers and publishers) then rarely try each other's ports.
-        let start = (std::process::id().wrapping_mul(2_654_435_761) % count) as usize;
-        let start = start - start % cores.max(1);
-        PortPicker {
-            first: lo,
-            count,
-            next: Cell::new(((start + t) as u32) % count),
-            step: cores.max(1) as u32,
-        }
-    }
-
-    fn take(&self) -> u16 {
-        let i = self.next.get();
-        self.next.set((i + self.step) % self.count);
-        (self.first + i % self.count) as u16
-    }
-}
-
-/// Tries this many chosen ports (skipping those in use) before letting the
-/// kernel choose.
-const PORT_TRIES: usize = 64;
-
-async fn connect_tcp(
-    broker: SocketAddr,
-    ifaddr: Option<IpAddr>,
-    ports: &PortPicker,
-) -> std::io::Result<TcpStream> {
+async fn connect_tcp(broker: SocketAddr, ifaddr: Option<IpAddr>) -> std::io::Result<TcpStream> {
+    let Some(local) = ifaddr else {
+        return TcpStream::connect_addr(broker).await;
+    };
     use socket2::{Domain, Socket, Type};
     let socket = Socket::new(Domain::for_address(broker), Type::STREAM, None)?;
-    let local = ifaddr.unwrap_or(match broker {
-        SocketAddr::V4(_) => IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
-        SocketAddr::V6(_) => IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
-    });
-    let mut bound = false;
-    for _ in 0..PORT_TRIES {
-        if socket
-            .bind(&SocketAddr::new(local, ports.take()).into())
-            .is_ok()
-        {
-            bound = true;
-            break;
-        }
-    }
-    if !bound {
-        socket.bind(&SocketAddr::new(local, 0).into())?;
-    }
+    socket.bind(&SocketAddr::new(local, 0).into())?;
     socket.set_nonblocking(true)?;
     match socket.connect(&broker.into()) {
         Ok(()) => {}
@@ -331,7 +264,7 @@ async fn client_main(ctx: Rc<ThreadCtx>, idx: usize) {
     let plan = ctx.plan.clone();
     let c = &plan.common;
     let ifaddr = (!c.ifaddr.is_empty()).then(|| c.ifaddr[idx % c.ifaddr.len()]);
-    let stream = match connect_tcp(plan.broker, ifaddr, &ctx.ports).await {
+    let stream = match connect_tcp(plan.broker, ifaddr).await {
         Ok(s) => s,
         Err(e) => return connect_failed(&ctx, idx, &format!("connect: {e}")),
     };
