@@ -239,23 +239,10 @@ async fn ticker(shard: ShardRef, sys_interval_s: u64) {
             }
             false
         });
-        release_free_memory();
         if done {
             return;
         }
     }
-}
-
-/// Gives this core's free allocator pages back to the OS. mimalloc returns
-/// the pages freed by a burst (of connects, of queued messages) only when
-/// the thread allocates again: a core that then sits idle holding tens of
-/// thousands of quiet connections would keep the burst's memory resident
-/// (about 0.5 KiB per connection after a connect burst). Once a second,
-/// like jemalloc's background purge; the call walks this thread's heap only.
-fn release_free_memory() {
-    // SAFETY: mi_collect has no preconditions; it collects the calling
-    // thread's heap (and frees the pages the OS can take back).
-    unsafe { libmimalloc_sys::mi_collect(false) };
 }
 
 /// Lets every other ready task run once.
