@@ -76,11 +76,13 @@ def cpu_seconds(pid):
     return total / CLK_TCK
 
 
-# Connects per second the idle-connections scenario asks for. Past ~10k
-# connections to one address the tool's connects are slowed by the kernel's
-# search for a free source port (see PERFORMANCE.md), whichever broker it
-# measures.
-IDLE_CONNECT_RATE = 5000
+# Connects per second the idle-connections scenario asks for.
+IDLE_CONNECT_RATE = 20000
+# Local addresses the idle clients connect from, round robin. From one
+# address, past ~10k connections to one broker port the kernel's search for
+# a free source port slowed the tool's connects to ~2k/s whichever broker it
+# measured (see PERFORMANCE.md); spread over eight, each holds a few thousand.
+IDLE_IFADDRS = ",".join(f"127.0.0.{i}" for i in range(1, 9))
 
 def rss_kib(pid):
     total = 0
@@ -189,12 +191,15 @@ def make_brokers(peers, ringmq_bin, cores, baseline=None, baseline_name="ringmq-
     brokers.append(Broker("ringmq", ringmq(cores), ver, f"--cores {cores}"))
     if cores > 1:
         brokers.append(Broker("ringmq-1core", ringmq(1), ver, "--cores 1"))
-    if baseline:
-        # An older build of ringmq under the same flags: before/after checks.
-        def base(port, tmp, n=cores):
-            return [baseline] + ringmq(n)(port, tmp)[1:]
-        brokers.append(Broker(baseline_name, base, cmd_version([baseline, "--version"]),
-                              f"--cores {cores}, binary {baseline}"))
+    # Other builds of ringmq (or wrappers adding flags) under the same flags:
+    # before/after checks. Comma-separated paths and names.
+    names = baseline_name.split(",") if baseline else []
+    for i, path in enumerate(baseline.split(",") if baseline else []):
+        name = names[i] if i < len(names) else f"{names[0]}{i + 1}"
+        def base(port, tmp, n=cores, path=path):
+            return [path] + ringmq(n)(port, tmp)[1:]
+        brokers.append(Broker(name, base, cmd_version([path, "--version"]),
+                              f"--cores {cores}, binary {path}"))
 
     mosq = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if os.path.exists("/usr/sbin/mosquitto") else None)
     if mosq:
@@ -324,7 +329,8 @@ def scenarios(quick, nofile):
                  pub=["-c", "100", "-t", "l/%i", "-q", "1", "-I", "10", "-F", str(INFLIGHT), "-s", "64"],
                  seconds=s, check_loss=True),
         Scenario("idle_conns", f"Idle connections: {idle} clients held, connect rate and RSS per connection",
-                 conn=["-c", str(idle), "-R", str(IDLE_CONNECT_RATE), "-k", "300"], seconds=0, kind="conn"),
+                 conn=["-c", str(idle), "-R", str(IDLE_CONNECT_RATE), "-k", "300", "--ifaddr", IDLE_IFADDRS],
+                 seconds=0, kind="conn"),
         Scenario("reconnect_storm", "Reconnect storm: 10k persistent sessions reconnect at once",
                  conn=["-c", str(2000 if quick else 10000), "-i", "0", "-C", "false", "-k", "300"],
                  seconds=0, kind="storm"),
@@ -588,8 +594,9 @@ def main():
     ap.add_argument("--report-only", action="store_true",
                     help="run nothing: rewrite results.md, charts and PERFORMANCE.md from results.csv")
     ap.add_argument("--baseline", default="",
-                    help="path of another ringmq binary to run as one more broker (before/after checks)")
-    ap.add_argument("--baseline-name", default="ringmq-baseline")
+                    help="paths (comma-separated) of other ringmq binaries or wrapper scripts to run as more brokers (before/after checks)")
+    ap.add_argument("--baseline-name", default="ringmq-baseline",
+                    help="their names, comma-separated, in the same order")
     ap.add_argument("--repeat", type=int, default=1,
                     help="run every scenario N times, brokers interleaved, and keep each broker's "
                          "median run (by deliveries per broker CPU-second)")

@@ -57,6 +57,9 @@ pub struct Config {
     /// Bytes waiting in a connection's write buffer above which QoS 0
     /// messages for it are dropped (a stalled reader costs only itself).
     pub write_buffer_max_bytes: usize,
+    /// Longest a QoS 0 delivery waits, while its core is busy writing, so
+    /// that one write carries several messages (0: always written at once).
+    pub write_coalesce_us: u64,
     /// Keepalive values above this are refused (CONNACK 0x02, as mosquitto
     /// does for 3.1.1); 65535 means no limit.
     pub keepalive_max_s: u16,
@@ -99,6 +102,7 @@ impl Default for Config {
             backpressure: true,
             stall_timeout_s: 5,
             write_buffer_max_bytes: 1024 * 1024,
+            write_coalesce_us: 5000,
             keepalive_max_s: u16::MAX,
             connect_timeout_s: 10,
             sys_interval_s: 10,
@@ -159,6 +163,10 @@ pub struct Cli {
     /// Seconds without an acknowledgement after which a congested subscriber is stalled.
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub stall_timeout: Option<u64>,
+    /// Microseconds a QoS 0 delivery may wait while its core is busy, so
+    /// that one write carries several messages (0: written at once).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(0..=100_000))]
+    pub write_coalesce_us: Option<u64>,
     /// Seconds; larger client keepalives are refused.
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=65_535))]
     pub max_keepalive: Option<u64>,
@@ -288,6 +296,7 @@ impl Config {
                 "max_write_buffer" => {
                     self.write_buffer_max_bytes = int_in(key, v, 1024, 1 << 30)? as usize
                 }
+                "write_coalesce_us" => self.write_coalesce_us = int_in(key, v, 0, 100_000)?,
                 "max_keepalive" => self.keepalive_max_s = int_in(key, v, 1, 65_535)? as u16,
                 "connect_timeout" => self.connect_timeout_s = int_in(key, v, 1, 3600)?,
                 "sys_interval" => self.sys_interval_s = int_in(key, v, 0, 86_400)?,
@@ -351,6 +360,9 @@ impl Config {
         }
         if let Some(v) = cli.stall_timeout {
             self.stall_timeout_s = v;
+        }
+        if let Some(v) = cli.write_coalesce_us {
+            self.write_coalesce_us = v;
         }
         if let Some(v) = cli.max_keepalive {
             self.keepalive_max_s = v as u16;
@@ -417,9 +429,11 @@ mod tests {
         c.apply_toml(
             "listen = [\"127.0.0.1:1884\", \"[::1]:1885\"]\ncores = 3\nio = \"epoll\"\n\
              max_inflight = 10\nmax_queued_messages = 5\nqueue_full_policy = \"drop-old\"\n\
-             max_keepalive = 60\nlog_level = \"debug\"\nmax_packet_size = 2048\n",
+             max_keepalive = 60\nlog_level = \"debug\"\nmax_packet_size = 2048\n\
+             write_coalesce_us = 0\n",
         )
         .unwrap();
+        assert_eq!(c.write_coalesce_us, 0);
         assert_eq!(c.listen.len(), 2);
         assert_eq!(c.cores, 3);
         assert_eq!(c.io, IoMode::Epoll);
@@ -448,6 +462,8 @@ mod tests {
             ("retain_available = 1", "retain_available"),
             ("shared_subscriptions = \"no\"", "shared_subscriptions"),
             ("response_information = 5", "response_information"),
+            ("write_coalesce_us = 100001", "write_coalesce_us"),
+            ("write_coalesce_us = -1", "write_coalesce_us"),
         ] {
             let err = Config::default().apply_toml(doc).unwrap_err();
             assert!(err.0.contains(&format!("`{key}`")), "{doc}: {err}");
@@ -512,5 +528,6 @@ mod example_file {
         assert_eq!(c.topic_alias_max, d.topic_alias_max);
         assert_eq!(c.session_expiry_max_s, d.session_expiry_max_s);
         assert_eq!(c.response_information, d.response_information);
+        assert_eq!(c.write_coalesce_us, d.write_coalesce_us);
     }
 }

@@ -163,6 +163,7 @@ async fn core_async(
     connections_total: Arc<std::sync::atomic::AtomicUsize>,
 ) {
     let sys_interval_s = config.sys_interval_s;
+    crate::broker::conn::set_write_coalescing(Duration::from_micros(config.write_coalesce_us));
     let shard: ShardRef = Rc::new(RefCell::new(Shard::new(
         id,
         config,

@@ -285,3 +285,79 @@ fn quiet_connections_still_read_and_receive() {
         }
     }
 }
+
+/// QoS 0 deliveries that wait for the coalescing window (made long here so
+/// that most of them do) all arrive, in order, and a QoS 1 message after them
+/// is written at once together with what waited, still behind it.
+#[test]
+fn coalesced_qos0_deliveries_arrive_in_order() {
+    use ringmq::protocol::{self, Packet};
+    const SUBSCRIBERS: usize = 150;
+    const QOS0: usize = 20;
+    let b = Broker::start(&["--cores", "2", "--write-coalesce-us", "50000"]);
+    let mut subs: Vec<Raw> = (0..SUBSCRIBERS)
+        .map(|i| {
+            let mut s = Raw::connect(b.port);
+            s.mqtt_connect(&id_on_core(&format!("co-s{i}-"), i % 2, 2), true, 60);
+            s.send_packet(&subscribe_packet(1, "co/t", protocol::QoS::AtLeastOnce));
+            assert!(matches!(s.recv(T), Some(Packet::SubAck(_))));
+            s
+        })
+        .collect();
+    let mut publ = Raw::connect(b.port);
+    publ.mqtt_connect(&id_on_core("co-p", 0, 2), true, 60);
+    let expect_qos0 = |subs: &mut Vec<Raw>, range: std::ops::Range<usize>| {
+        for (i, s) in subs.iter_mut().enumerate() {
+            for n in range.clone() {
+                match s.recv(T) {
+                    Some(Packet::Publish(p)) => {
+                        assert_eq!(p.qos, protocol::QoS::AtMostOnce);
+                        assert_eq!(&p.payload[..], format!("m{n}").as_bytes(), "subscriber {i}");
+                    }
+                    other => panic!("subscriber {i}: expected m{n}, got {other:?}"),
+                }
+            }
+        }
+    };
+    // QoS 0 only: most flushes wait for the window's timer.
+    for n in 0..QOS0 {
+        let p = publish_packet(
+            "co/t",
+            format!("m{n}").as_bytes(),
+            protocol::QoS::AtMostOnce,
+            0,
+            false,
+        );
+        publ.send_packet(&p);
+    }
+    expect_qos0(&mut subs, 0..QOS0);
+    // QoS 0 then QoS 1: the QoS 1 delivery carries what waited.
+    for n in QOS0..2 * QOS0 {
+        let p = publish_packet(
+            "co/t",
+            format!("m{n}").as_bytes(),
+            protocol::QoS::AtMostOnce,
+            0,
+            false,
+        );
+        publ.send_packet(&p);
+    }
+    publ.send_packet(&publish_packet(
+        "co/t",
+        b"last",
+        protocol::QoS::AtLeastOnce,
+        7,
+        false,
+    ));
+    assert!(matches!(publ.recv(T), Some(Packet::PubAck(7))));
+    expect_qos0(&mut subs, QOS0..2 * QOS0);
+    for (i, s) in subs.iter_mut().enumerate() {
+        match s.recv(T) {
+            Some(Packet::Publish(p)) => {
+                assert_eq!(p.qos, protocol::QoS::AtLeastOnce, "subscriber {i}");
+                assert_eq!(&p.payload[..], b"last", "subscriber {i}");
+            }
+            other => panic!("subscriber {i}: expected the QoS 1 message, got {other:?}"),
+        }
+    }
+}

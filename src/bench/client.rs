@@ -201,6 +201,25 @@ async fn connect_tcp(broker: SocketAddr, ifaddr: Option<IpAddr>) -> std::io::Res
     };
     use socket2::{Domain, Socket, Type};
     let socket = Socket::new(Domain::for_address(broker), Type::STREAM, None)?;
+    if local.is_ipv4() {
+        // The port is chosen at connect, for the whole 4-tuple, not at bind
+        // among every socket bound to `local`: connections to one broker
+        // from many local addresses then share the port range.
+        let one: libc::c_int = 1;
+        // SAFETY: setsockopt on a socket this function owns, with a c_int.
+        let rc = unsafe {
+            libc::setsockopt(
+                socket.as_raw_fd(),
+                libc::IPPROTO_IP,
+                libc::IP_BIND_ADDRESS_NO_PORT,
+                (&one as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if rc != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
     socket.bind(&SocketAddr::new(local, 0).into())?;
     socket.set_nonblocking(true)?;
     match socket.connect(&broker.into()) {

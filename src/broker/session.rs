@@ -22,6 +22,7 @@ use super::{DetachCache, Message, Origin, SubIds};
 use crate::config::{Config, QueueFullPolicy};
 use crate::protocol::{self, ProtocolVersion, PublishExtras, QoS, Will};
 use ahash::{AHashMap, AHasher};
+use bytes::BytesMut;
 use bytestring::ByteString;
 use std::collections::VecDeque;
 use std::collections::{HashMap, HashSet};
@@ -141,9 +142,14 @@ impl Link {
         now: Instant,
     ) -> bool {
         let Some(v5) = self.v5.as_deref_mut() else {
-            self.io.write(|b| {
+            let encode = |b: &mut BytesMut| {
                 protocol::encode_publish(b, &msg.topic, &msg.payload, qos, packet_id, retain, dup)
-            });
+            };
+            if qos == QoS::AtMostOnce {
+                self.io.write_coalescing(encode);
+            } else {
+                self.io.write(encode);
+            }
             return true;
         };
         let base = msg.meta.as_deref().map(|m| &m.properties);
@@ -177,7 +183,7 @@ impl Link {
         if new_alias && let Some(a) = alias {
             v5.alias_out.insert(msg.topic.clone(), a);
         }
-        self.io.write(|b| {
+        let encode = |b: &mut BytesMut| {
             protocol::encode_publish_v5_with(
                 b,
                 topic,
@@ -189,7 +195,12 @@ impl Link {
                 base,
                 &extras,
             )
-        });
+        };
+        if qos == QoS::AtMostOnce {
+            self.io.write_coalescing(encode);
+        } else {
+            self.io.write(encode);
+        }
         true
     }
 }
