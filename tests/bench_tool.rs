@@ -240,6 +240,34 @@ fn conn_holds_connections() {
     assert_eq!(r["totals"]["connect_fail"], 0);
 }
 
+/// `--ifaddr`: connections come from each listed local address in turn
+/// (the port chosen at connect, for the whole address pair).
+#[test]
+fn conn_spreads_over_local_addresses() {
+    let b = Broker::start(&["--cores", "1"]);
+    let port = b.port.to_string();
+    let r = bench(&[
+        "conn",
+        "-p",
+        &port,
+        "-c",
+        "40",
+        "-R",
+        "400",
+        "--ifaddr",
+        "127.0.0.2,127.0.0.3",
+        "--duration",
+        "2",
+    ]);
+    assert_eq!(r["totals"]["connect_succ"], 40);
+    let logs = b.logs();
+    for addr in ["127.0.0.2", "127.0.0.3"] {
+        let n = logs.matches(&format!(" from {addr}:")).count();
+        assert_eq!(n, 20, "connections from {addr}:\n{logs}");
+    }
+    assert!(!logs.contains(" from 127.0.0.1:"), "{logs}");
+}
+
 #[test]
 fn unreachable_broker_counts_connect_failures() {
     // A port nothing listens on: bind one and drop it.
