@@ -218,10 +218,26 @@ async fn mailbox_loop(shard: &ShardRef, rx: Receiver, stop: &AtomicBool) {
     }
 }
 
+/// Messages a core may have handled in the last second and still count as
+/// quiet: a quiet core gives its allocator's free memory back.
+const QUIET_CORE_MESSAGES: u64 = 10_000;
+
+/// Returns the calling core's free allocator memory to the OS. Freed pages
+/// are purged at once (see `main`), but a block freed by another core (a
+/// connection handed over at CONNECT) only comes back to its page when the
+/// owning core allocates from it again, which a quiet core may never do:
+/// with 19,000 idle connections on 2 cores this held ~0.2 KiB each.
+fn collect_free_memory() {
+    // SAFETY: mi_collect has no preconditions; it only touches this thread's heap.
+    unsafe { libmimalloc_sys::mi_collect(true) };
+}
+
 /// Once a second: keepalive, CONNECT deadlines, stalled subscribers, session
-/// expiry and delayed wills; every `sys_interval_s`: `$SYS` counters.
+/// expiry and delayed wills, and on a quiet core the allocator's free
+/// memory; every `sys_interval_s`: `$SYS` counters.
 async fn ticker(shard: ShardRef, sys_interval_s: u64) {
     let mut seconds: u64 = 0;
+    let mut messages_before = 0;
     loop {
         monoio::time::sleep(Duration::from_secs(1)).await;
         seconds += 1;
@@ -238,6 +254,11 @@ async fn ticker(shard: ShardRef, sys_interval_s: u64) {
             if sys_interval_s > 0 && seconds.is_multiple_of(sys_interval_s) {
                 s.sys_tick();
             }
+            let messages = s.stats.messages_received + s.stats.messages_sent;
+            if messages - messages_before < QUIET_CORE_MESSAGES {
+                collect_free_memory();
+            }
+            messages_before = messages;
             false
         });
         if done {

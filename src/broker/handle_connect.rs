@@ -125,7 +125,7 @@ impl Shard {
 
         // Takeover: the existing connection with this id ends (its will is
         // published, or delayed).
-        if let Some(&old) = self.by_client_id.get(&c.client_id)
+        if let Some(old) = self.by_client_id.get(&c.client_id, &self.sessions)
             && let Some(s) = self.sessions.get(old)
             && s.link.is_some()
         {
@@ -135,7 +135,7 @@ impl Shard {
             );
             self.drop_link(old, s.generation, CloseReason::Takeover);
         }
-        let existing = self.by_client_id.get(&c.client_id).copied();
+        let existing = self.by_client_id.get(&c.client_id, &self.sessions);
         let (key, session_present) = match existing {
             Some(k) if !c.clean_session => (k, true),
             Some(k) => {
@@ -248,10 +248,8 @@ impl Shard {
     fn new_session(&mut self, c: &Connect, expiry_s: u32) -> usize {
         // An owned copy: the decoded id points into the connection's read buffer.
         let client_id = ByteString::from(&*c.client_id);
-        let key = self
-            .sessions
-            .insert(Session::new(client_id.clone(), expiry_s));
-        self.by_client_id.insert(client_id, key);
+        let key = self.sessions.insert(Session::new(client_id, expiry_s));
+        self.by_client_id.insert(key, &self.sessions);
         self.stats.sessions += 1;
         key
     }

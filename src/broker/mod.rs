@@ -16,6 +16,7 @@
 //! cores once each through their mailbox. Retained messages are sequenced by
 //! the home core of their topic and replicated to every core.
 
+pub mod client_ids;
 pub mod conn;
 pub mod enhanced_auth;
 pub mod handle;

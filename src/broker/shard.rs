@@ -154,7 +154,7 @@ pub struct Shard {
     pub cores: usize,
     pub config: Arc<Config>,
     pub sessions: Slab<Session>,
-    pub by_client_id: AHashMap<ByteString, usize>,
+    pub by_client_id: super::client_ids::ClientIds,
     pub(super) trie: Trie<FilterEntry>,
     pub(super) retained: TopicTree<Message>,
     pub outbox: Outbox,
@@ -200,7 +200,7 @@ impl Shard {
             cores,
             config,
             sessions: Slab::new(),
-            by_client_id: AHashMap::default(),
+            by_client_id: Default::default(),
             trie: Trie::default(),
             retained: TopicTree::default(),
             outbox,
@@ -1012,9 +1012,7 @@ impl Shard {
             self.remove_subscription(session, f);
         }
         self.stats.subscriptions -= filters.len() as u64;
-        if self.by_client_id.get(&client_id) == Some(&session) {
-            self.by_client_id.remove(&client_id);
-        }
+        self.by_client_id.remove(&client_id, session);
         self.sessions.remove(session);
         self.stats.sessions -= 1;
         if let Some(will) = will {

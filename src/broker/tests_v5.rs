@@ -281,14 +281,20 @@ fn session_expiry_removes_the_session_and_its_queue() {
         .borrow_mut()
         .check_timers(t0 + Duration::from_secs(9));
     assert!(
-        c.shards[0].borrow().by_client_id.contains_key("s"),
+        {
+            let sh = c.shards[0].borrow();
+            sh.by_client_id.contains("s", &sh.sessions)
+        },
         "not yet"
     );
     c.shards[0]
         .borrow_mut()
         .check_timers(t0 + Duration::from_secs(11));
     let shard = c.shards[0].borrow();
-    assert!(!shard.by_client_id.contains_key("s"), "expired");
+    assert!(
+        !shard.by_client_id.contains("s", &shard.sessions),
+        "expired"
+    );
     assert_eq!(shard.stats.subscriptions, 0);
 }
 
@@ -422,5 +428,5 @@ fn reconnecting_often_does_not_grow_the_timer_heap() {
     let shard = c.shards[0].borrow();
     // One live deadline (the last disconnect's); stale ones are compacted.
     assert!(shard.timer_count() <= 2 * shard.sessions.len() + 64 + 1);
-    assert!(shard.by_client_id.contains_key("often"));
+    assert!(shard.by_client_id.contains("often", &shard.sessions));
 }

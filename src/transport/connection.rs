@@ -347,13 +347,15 @@ async fn serve(
     // The connection's long life is a task of its own, holding only what
     // reading needs: this CONNECT-phase future (peer, client id, the
     // stream before the split, the refusal paths) ends here.
+    let (counted, slot) = counted;
     let conn = Conn {
-        shard,
+        counted,
+        _slot: slot,
         session,
         generation,
         version,
     };
-    monoio::spawn(served(conn, reader, buf, io, counted));
+    monoio::spawn(served(conn, reader, buf, io));
 }
 
 /// A connection from its CONNACK to its close: the read loop, the session's
@@ -368,12 +370,11 @@ fn served(
     mut reader: TcpOwnedReadHalf,
     mut buf: BytesMut,
     io: Rc<ConnIo>,
-    counted: (Counted, ConnSlot),
 ) -> impl std::future::Future<Output = ()> {
     async move {
         let reason = conn.read_loop(&mut reader, &mut buf).await;
         drop(buf);
-        with_shard(&conn.shard, |s| {
+        with_shard(conn.shard(), |s| {
             s.drop_link(conn.session, conn.generation, reason)
         });
         // Boxed: the close phase runs once, and its futures (a monoio sleep
@@ -381,7 +382,7 @@ fn served(
         // connection's task.
         Box::pin(close_flushed(&io)).await;
         drop(reader);
-        drop(counted);
+        drop(conn);
     }
 }
 
@@ -437,15 +438,22 @@ enum Step {
     Paused,
 }
 
-/// The reader side of a served connection.
+/// The reader side of a served connection. It holds the connection's place
+/// in the core's and the process's connection counts (given back when it is
+/// dropped, after the socket), and reaches the shard through the first.
 struct Conn {
-    shard: ShardRef,
+    counted: Counted,
+    _slot: ConnSlot,
     session: usize,
     generation: u64,
     version: ProtocolVersion,
 }
 
 impl Conn {
+    fn shard(&self) -> &ShardRef {
+        &self.counted.0
+    }
+
     /// (A plain `fn` returning an `async move` block, for its size: see [`served`].)
     #[allow(clippy::manual_async_fn)] // on purpose: see above
     fn read_loop<'a, R: AsyncReadRent + WaitReadable>(
@@ -454,19 +462,18 @@ impl Conn {
         buf: &'a mut BytesMut,
     ) -> impl std::future::Future<Output = CloseReason> + 'a {
         async move {
-            let packet_max = self.shard.borrow().config.packet_size_max_bytes;
             let mut read_size = READ_MIN_BYTES;
             // A connection starts quiet: most of a large fleet's connections
             // are idle after their first packets.
             let mut quiet = true;
             loop {
                 loop {
-                    match with_shard(&self.shard, |s| self.process(s, buf, packet_max)) {
+                    match with_shard(self.shard(), |s| self.process(s, buf)) {
                         Step::NeedMore => break,
                         Step::Close(reason) => return reason,
                         Step::Wait(wait) => {
                             std::future::poll_fn(|cx| {
-                                if self.shard.borrow_mut().acks_done(&wait.0, cx.waker()) {
+                                if self.shard().borrow_mut().acks_done(&wait.0, cx.waker()) {
                                     std::task::Poll::Ready(())
                                 } else {
                                     std::task::Poll::Pending
@@ -474,13 +481,13 @@ impl Conn {
                             })
                             .await;
                             let (_, held) = *wait;
-                            with_shard(&self.shard, |s| {
+                            with_shard(self.shard(), |s| {
                                 s.complete(self.session, self.generation, held)
                             });
                         }
                         Step::Paused => {
                             std::future::poll_fn(|cx| {
-                                let mut s = self.shard.borrow_mut();
+                                let mut s = self.shard().borrow_mut();
                                 if s.publisher_paused(self.session, self.generation, cx.waker()) {
                                     std::task::Poll::Pending
                                 } else {
@@ -499,10 +506,14 @@ impl Conn {
                         return CloseReason::Io;
                     }
                 }
+                let packet_max = self.shard().borrow().config.packet_size_max_bytes;
                 match read_more(reader, buf, &mut read_size, packet_max).await {
                     Ok(0) => return CloseReason::Eof,
                     Ok(_) => {
-                        let silent = self.shard.borrow_mut().touch(self.session, Instant::now());
+                        let silent = self
+                            .shard()
+                            .borrow_mut()
+                            .touch(self.session, Instant::now());
                         quiet = silent >= QUIET_AFTER;
                     }
                     Err(_) => return CloseReason::Io,
@@ -512,7 +523,8 @@ impl Conn {
     }
 
     /// Decodes and handles every complete packet in `buf`.
-    fn process(&self, s: &mut Shard, buf: &mut BytesMut, packet_max: usize) -> Step {
+    fn process(&self, s: &mut Shard, buf: &mut BytesMut) -> Step {
+        let packet_max = s.config.packet_size_max_bytes;
         loop {
             match s.sessions.get(self.session) {
                 Some(x) if x.generation == self.generation && x.link.is_some() => {
