@@ -319,29 +319,24 @@ fn coalesced_qos0_deliveries_arrive_in_order() {
             }
         }
     };
+    let send_qos0 = |publ: &mut Raw, range: std::ops::Range<usize>| {
+        for n in range {
+            let payload = format!("m{n}");
+            let p = publish_packet(
+                "co/t",
+                payload.as_bytes(),
+                protocol::QoS::AtMostOnce,
+                0,
+                false,
+            );
+            publ.send_packet(&p);
+        }
+    };
     // QoS 0 only: most flushes wait for the window's timer.
-    for n in 0..QOS0 {
-        let p = publish_packet(
-            "co/t",
-            format!("m{n}").as_bytes(),
-            protocol::QoS::AtMostOnce,
-            0,
-            false,
-        );
-        publ.send_packet(&p);
-    }
+    send_qos0(&mut publ, 0..QOS0);
     expect_qos0(&mut subs, 0..QOS0);
     // QoS 0 then QoS 1: the QoS 1 delivery carries what waited.
-    for n in QOS0..2 * QOS0 {
-        let p = publish_packet(
-            "co/t",
-            format!("m{n}").as_bytes(),
-            protocol::QoS::AtMostOnce,
-            0,
-            false,
-        );
-        publ.send_packet(&p);
-    }
+    send_qos0(&mut publ, QOS0..2 * QOS0);
     publ.send_packet(&publish_packet(
         "co/t",
         b"last",
