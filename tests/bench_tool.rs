@@ -221,21 +221,19 @@ fn mqtt5_through_the_broker_with_outgoing_topic_aliases() {
     assert_eq!(sub["totals"]["recv_aliased"], 900 - 3 * 2);
 }
 
+/// `ringmq-bench conn -p PORT EXTRA... --duration 2`.
+fn conn(port: u16, extra: &[&str]) -> Value {
+    let port = port.to_string();
+    let mut args = vec!["conn", "-p", &port];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&["--duration", "2"]);
+    bench(&args)
+}
+
 #[test]
 fn conn_holds_connections() {
     let b = Broker::start(&["--cores", "2"]);
-    let port = b.port.to_string();
-    let r = bench(&[
-        "conn",
-        "-p",
-        &port,
-        "-c",
-        "50",
-        "-R",
-        "500",
-        "--duration",
-        "2",
-    ]);
+    let r = conn(b.port, &["-c", "50", "-R", "500"]);
     assert_eq!(r["totals"]["connect_succ"], 50);
     assert_eq!(r["totals"]["connect_fail"], 0);
 }
@@ -245,20 +243,10 @@ fn conn_holds_connections() {
 #[test]
 fn conn_spreads_over_local_addresses() {
     let b = Broker::start(&["--cores", "1"]);
-    let port = b.port.to_string();
-    let r = bench(&[
-        "conn",
-        "-p",
-        &port,
-        "-c",
-        "40",
-        "-R",
-        "400",
-        "--ifaddr",
-        "127.0.0.2,127.0.0.3",
-        "--duration",
-        "2",
-    ]);
+    let r = conn(
+        b.port,
+        &["-c", "40", "-R", "400", "--ifaddr", "127.0.0.2,127.0.0.3"],
+    );
     assert_eq!(r["totals"]["connect_succ"], 40);
     let logs = b.logs();
     for addr in ["127.0.0.2", "127.0.0.3"] {
@@ -276,17 +264,7 @@ fn unreachable_broker_counts_connect_failures() {
         .local_addr()
         .unwrap()
         .port();
-    let r = bench(&[
-        "conn",
-        "-p",
-        &port.to_string(),
-        "-c",
-        "3",
-        "-i",
-        "1",
-        "--duration",
-        "2",
-    ]);
+    let r = conn(port, &["-c", "3", "-i", "1"]);
     assert_eq!(r["totals"]["connect_fail"], 3);
     assert_eq!(r["totals"]["connect_succ"], 0);
 }

@@ -76,7 +76,7 @@ pub fn set_write_coalescing(window: Duration) {
 
 /// Decides whether `io`'s QoS 0 flush waits; if so it is queued (and the
 /// window's timer armed) and `true` is returned.
-fn coalesce(io: &Rc<ConnIo>) -> bool {
+fn coalesce(io: &Weak<ConnIo>) -> bool {
     COALESCER.with(|c| {
         let mut c = c.borrow_mut();
         if c.window.is_zero() {
@@ -97,7 +97,10 @@ fn coalesce(io: &Rc<ConnIo>) -> bool {
             c.flushes = 1;
             return false;
         }
-        c.waiting.push(io.clone());
+        let Some(io) = io.upgrade() else {
+            return false;
+        };
+        c.waiting.push(io);
         if !c.timer_armed {
             c.timer_armed = true;
             monoio::spawn(flush_waiting(start + c.window));
@@ -222,10 +225,7 @@ impl ConnIo {
         if self.flushing.get() || self.coalescing.get() || self.writer.borrow().is_none() {
             return;
         }
-        let Some(me) = self.me.borrow().upgrade() else {
-            return;
-        };
-        if coalesce(&me) {
+        if coalesce(&self.me.borrow()) {
             self.coalescing.set(true);
         } else {
             self.kick();

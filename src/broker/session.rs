@@ -142,14 +142,9 @@ impl Link {
         now: Instant,
     ) -> bool {
         let Some(v5) = self.v5.as_deref_mut() else {
-            let encode = |b: &mut BytesMut| {
+            self.put(qos, |b| {
                 protocol::encode_publish(b, &msg.topic, &msg.payload, qos, packet_id, retain, dup)
-            };
-            if qos == QoS::AtMostOnce {
-                self.io.write_coalescing(encode);
-            } else {
-                self.io.write(encode);
-            }
+            });
             return true;
         };
         let base = msg.meta.as_deref().map(|m| &m.properties);
@@ -183,7 +178,7 @@ impl Link {
         if new_alias && let Some(a) = alias {
             v5.alias_out.insert(msg.topic.clone(), a);
         }
-        let encode = |b: &mut BytesMut| {
+        self.put(qos, |b| {
             protocol::encode_publish_v5_with(
                 b,
                 topic,
@@ -195,13 +190,18 @@ impl Link {
                 base,
                 &extras,
             )
-        };
+        });
+        true
+    }
+
+    /// Appends one encoded PUBLISH at `qos`: QoS 0 may wait for the core's
+    /// write coalescing, QoS 1/2 is flushed at once.
+    fn put(&self, qos: QoS, encode: impl FnOnce(&mut BytesMut)) {
         if qos == QoS::AtMostOnce {
             self.io.write_coalescing(encode);
         } else {
             self.io.write(encode);
         }
-        true
     }
 }
 
