@@ -22,6 +22,9 @@ use std::task::{Context, Poll};
 /// many messages; when full the sender keeps the batch and retries.
 pub const MAILBOX_BATCHES_MAX: usize = 1024;
 
+/// The most messages a new pending batch has room for before it grows.
+const BATCH_START_CAPACITY_MAX: usize = 256;
+
 /// Inbox of one core: a queue per sending core plus the wake-up state.
 pub struct Inbox {
     queues: Vec<ArrayQueue<Vec<ShardMsg>>>,
@@ -92,7 +95,11 @@ impl Outbox {
                 continue;
             }
             let inbox = &self.boxes[to];
-            let cap = batch.capacity().min(256);
+            // The next batch starts at this one's length, not its capacity:
+            // a capacity carried over from one burst would make every later
+            // one-message batch as large as the burst (with up to
+            // MAILBOX_BATCHES_MAX of them queued).
+            let cap = batch.len().min(BATCH_START_CAPACITY_MAX);
             let full = std::mem::replace(batch, Vec::with_capacity(cap));
             match inbox.queues[self.me].push(full) {
                 Ok(()) => {
@@ -167,5 +174,79 @@ pub fn notify_all(boxes: &Mailboxes) {
     for inbox in boxes.iter() {
         inbox.notified.store(true, Ordering::Release);
         inbox.waker.wake();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tokens(batch: &[ShardMsg]) -> Vec<u64> {
+        batch
+            .iter()
+            .map(|m| match m {
+                ShardMsg::IndexAck { token } => *token,
+                _ => u64::MAX,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn batches_arrive_whole_and_in_order() {
+        let boxes = mailboxes(2);
+        let mut out = Outbox::new(0, boxes.clone());
+        let rx = Receiver::new(1, boxes);
+        for token in 0..3 {
+            out.push(1, ShardMsg::IndexAck { token });
+        }
+        assert!(!out.flush());
+        out.push(1, ShardMsg::IndexAck { token: 3 });
+        assert!(!out.flush());
+        let mut got = Vec::new();
+        assert_eq!(rx.drain(64, |from, b| got.push((from, tokens(&b)))), 2);
+        assert_eq!(got, vec![(0, vec![0, 1, 2]), (0, vec![3])]);
+    }
+
+    #[test]
+    fn a_burst_does_not_size_later_batches() {
+        let boxes = mailboxes(2);
+        let mut out = Outbox::new(0, boxes.clone());
+        for token in 0..200 {
+            out.push(1, ShardMsg::IndexAck { token });
+        }
+        out.flush();
+        out.push(1, ShardMsg::IndexAck { token: 200 });
+        out.flush();
+        // The batch now pending was sized by the one-message batch before
+        // it, not by the 200-message burst.
+        assert!(
+            out.pending[1].capacity() < 8,
+            "{}",
+            out.pending[1].capacity()
+        );
+        out.push(1, ShardMsg::IndexAck { token: 201 });
+        out.flush();
+        let rx = Receiver::new(1, out.boxes.clone());
+        let mut sizes = Vec::new();
+        rx.drain(64, |_, b| sizes.push(b.len()));
+        assert_eq!(sizes, vec![200, 1, 1]);
+    }
+
+    #[test]
+    fn a_full_queue_keeps_the_batch_for_the_next_flush() {
+        let boxes = mailboxes(2);
+        let mut out = Outbox::new(0, boxes.clone());
+        for token in 0..MAILBOX_BATCHES_MAX as u64 {
+            out.push(1, ShardMsg::IndexAck { token });
+            assert!(!out.flush());
+        }
+        out.push(1, ShardMsg::IndexAck { token: 9999 });
+        assert!(out.flush(), "the queue is full: the batch stays here");
+        let rx = Receiver::new(1, boxes);
+        assert_eq!(rx.drain(1, |_, _| {}), 1);
+        assert!(!out.flush());
+        let mut last = Vec::new();
+        while rx.drain(64, |_, b| last = tokens(&b)) > 0 {}
+        assert_eq!(last, vec![9999]);
     }
 }
