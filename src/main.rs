@@ -4,6 +4,11 @@
 use clap::Parser;
 use ringmq::config::{Cli, Config};
 
+/// mimalloc 2.x (libmimalloc-sys feature `v2`). The crate's default, 3.x,
+/// held more memory per idle connection: 19,000 idle clients of
+/// `ringmq-bench conn`, KiB of broker RSS each, `--cores 2` / `--cores 1`:
+/// 3.x 2.1-2.5 / 1.7-1.9, 2.x 1.3-1.5 / 1.4-1.5; the throughput scenarios
+/// measured the same within noise (interleaved `bench.py --repeat 3`).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
