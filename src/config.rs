@@ -102,7 +102,7 @@ impl Default for Config {
             backpressure: true,
             stall_timeout_s: 5,
             write_buffer_max_bytes: 1024 * 1024,
-            write_coalesce_us: 5000,
+            write_coalesce_us: 10_000,
             keepalive_max_s: u16::MAX,
             connect_timeout_s: 10,
             sys_interval_s: 10,

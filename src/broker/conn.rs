@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 
 /// QoS 0 flushes a core starts at once within one coalescing window; past
 /// this, further QoS 0 flushes in the window wait for its end. Below 64
-/// writes per window (12.8k per second per core with the default 5 ms)
+/// writes per window (6.4k per second per core with the default 10 ms)
 /// nothing waits.
 pub const FLUSHES_BEFORE_COALESCING: u32 = 64;
 
