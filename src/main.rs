@@ -55,8 +55,8 @@ fn main() {
 /// mimalloc keeps freed pages resident for a while (`purge_delay`, 10 ms)
 /// and only purges them when the thread allocates again: a core that goes
 /// quiet after a connect burst would hold the burst's transient memory
-/// forever (0.3-0.6 KiB per connection held, measured with
-/// `bench-scripts/bench.py --only idle_conns`). Purging at once costs
+/// forever (0.3-0.6 KiB per connection held with mimalloc 3.x, ~0.1 with
+/// 2.x, measured with `bench-scripts/bench.py --only idle_conns`). Purging at once costs
 /// nothing measurable in the throughput scenarios (a 10 ms delay measured
 /// the same in QoS 0 fan-out). Blocks freed by another core are a separate
 /// matter: a quiet core collects them once a second (`server::ticker`).
