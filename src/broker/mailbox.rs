@@ -99,10 +99,12 @@ impl Outbox {
             // a capacity carried over from one burst would make every later
             // one-message batch as large as the burst (with up to
             // MAILBOX_BATCHES_MAX of them queued).
+            // The new batch is allocated only once this one has left (a full
+            // queue gives it back, and it stays pending as it is).
             let cap = batch.len().min(BATCH_START_CAPACITY_MAX);
-            let full = std::mem::replace(batch, Vec::with_capacity(cap));
-            match inbox.queues[self.me].push(full) {
+            match inbox.queues[self.me].push(std::mem::take(batch)) {
                 Ok(()) => {
+                    *batch = Vec::with_capacity(cap);
                     if !inbox.notified.swap(true, Ordering::AcqRel) {
                         inbox.waker.wake();
                     }
